@@ -1,0 +1,1 @@
+"""Analyzer agents, their scheduler and the read-only data sources they watch."""

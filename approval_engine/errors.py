@@ -1,0 +1,63 @@
+"""The approval engine's exception tree.
+
+ApprovalError                 root of everything this package raises
+├── ConfigError               config/ is invalid; the message names file, key and reason
+├── TargetError               a (service, env, knob) that config/targets.yaml does not know
+├── EditError                 a file could not be edited as asked (missing key, parse failure)
+├── PolicyDenied              policy refused an action; `reason` is safe to show in chat
+├── ProposalNotFound          no proposal with that id
+├── InvalidTransition         a state change the state machine does not allow
+├── AuditError                the audit log is broken (see `opsgate audit verify`)
+└── BackendError              a PR backend or deployer failed
+    └── TemporaryBackendError the same call may succeed later; `retry_after` in seconds
+"""
+
+from __future__ import annotations
+
+
+class ApprovalError(Exception):
+    """Root of the approval engine's errors."""
+
+
+class ConfigError(ApprovalError):
+    """Invalid configuration; the text names the file, the key and the reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class TargetError(ApprovalError):
+    """A target or knob that config/targets.yaml does not define."""
+
+
+class EditError(ApprovalError):
+    """A file could not be edited as asked."""
+
+
+class PolicyDenied(ApprovalError):
+    """Policy refused the action; the message says why and is safe to show in chat."""
+
+
+class ProposalNotFound(ApprovalError):
+    """No proposal has that id."""
+
+
+class InvalidTransition(ApprovalError):
+    """The state machine does not allow that change of state."""
+
+
+class AuditError(ApprovalError):
+    """The audit log does not verify."""
+
+
+class BackendError(ApprovalError):
+    """A PR backend or deployer call failed for good."""
+
+
+class TemporaryBackendError(BackendError):
+    """A PR backend or deployer call failed for now; try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
