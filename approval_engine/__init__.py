@@ -1,0 +1,1 @@
+"""The domain core: change requests, proposals, policy, editors, PR backends, store, audit."""
