@@ -4,9 +4,9 @@ ApprovalError                 root of everything this package raises
 ├── ConfigError               config/ is invalid; the message names file, key and reason
 ├── TargetError               a (service, env, knob) that config/targets.yaml does not know
 ├── EditError                 a file could not be edited as asked (missing key, parse failure)
-├── PolicyDenied              policy refused an action; `reason` is safe to show in chat
-├── ProposalNotFound          no proposal with that id
-├── InvalidTransition         a state change the state machine does not allow
+├── PolicyDeniedError              policy refused an action; `reason` is safe to show in chat
+├── ProposalNotFoundError          no proposal with that id
+├── InvalidTransitionError         a state change the state machine does not allow
 ├── AuditError                the audit log is broken (see `opsgate audit verify`)
 └── BackendError              a PR backend or deployer failed
     └── TemporaryBackendError the same call may succeed later; `retry_after` in seconds
@@ -35,15 +35,15 @@ class EditError(ApprovalError):
     """A file could not be edited as asked."""
 
 
-class PolicyDenied(ApprovalError):
+class PolicyDeniedError(ApprovalError):
     """Policy refused the action; the message says why and is safe to show in chat."""
 
 
-class ProposalNotFound(ApprovalError):
+class ProposalNotFoundError(ApprovalError):
     """No proposal has that id."""
 
 
-class InvalidTransition(ApprovalError):
+class InvalidTransitionError(ApprovalError):
     """The state machine does not allow that change of state."""
 
 

@@ -1,0 +1,346 @@
+"""The store: proposals, approvals, locks, counters, audit rows and the outbox, in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from approval_engine.model import Approval, EditedKnob, Proposal, State
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store UTC; SQLite forgets the zone, so give it back on the way out."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ProposalRow(Base):
+    __tablename__ = "proposals"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(128), index=True)
+    env: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    rationale: Mapped[str] = mapped_column(Text)
+    proposer: Mapped[str] = mapped_column(String(128))
+    contributors: Mapped[list[str]] = mapped_column(JSON)
+    branch: Mapped[str] = mapped_column(String(255))
+    base_sha: Mapped[str] = mapped_column(String(64))
+    head_sha: Mapped[str] = mapped_column(String(64))
+    diff: Mapped[str] = mapped_column(Text)
+    files: Mapped[dict[str, str]] = mapped_column(JSON)
+    knobs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    quorum: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    evidence: Mapped[list[str]] = mapped_column(JSON)
+    merge_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    app: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class ApprovalRow(Base):
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("proposal_id", "approver", "head_sha"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    proposal_id: Mapped[str] = mapped_column(ForeignKey("proposals.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(128))
+    head_sha: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LockRow(Base):
+    """One active proposal per (service, env, knob): the primary key enforces it."""
+
+    __tablename__ = "locks"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    proposal_id: Mapped[str] = mapped_column(ForeignKey("proposals.id"), index=True)
+
+
+class CounterRow(Base):
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The last row's id and hash, so that cutting rows off the end is noticed too."""
+
+    __tablename__ = "audit_head"
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class OutboxRow(Base):
+    """A message to announce, written with the change it announces and sent after commit."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    proposal_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Store:
+    """Opens the database, creates the schema, hands out transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def ping(self) -> bool:
+        with self._sessions() as session:
+            session.execute(select(1))
+        return True
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+# --- row ↔ domain -------------------------------------------------------------------------
+
+
+def to_proposal(row: ProposalRow, approvals: Sequence[ApprovalRow]) -> Proposal:
+    return Proposal(
+        id=row.id,
+        kind=row.kind,
+        service=row.service,
+        env=row.env,
+        state=State(row.state),
+        title=row.title,
+        rationale=row.rationale,
+        proposer=row.proposer,
+        contributors=list(row.contributors),
+        branch=row.branch,
+        base_sha=row.base_sha,
+        head_sha=row.head_sha,
+        diff=row.diff,
+        files=dict(row.files),
+        knobs=[EditedKnob(**k) for k in row.knobs],
+        quorum=row.quorum,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        expires_at=row.expires_at,
+        state_since=row.state_since,
+        confidence=row.confidence,
+        evidence=list(row.evidence),
+        merge_sha=row.merge_sha,
+        app=row.app,
+        message=row.message,
+        approvals=[Approval(approver=a.approver, head_sha=a.head_sha, at=a.at) for a in approvals],
+    )
+
+
+def write_proposal(session: Session, proposal: Proposal) -> None:
+    values = {
+        "kind": proposal.kind,
+        "service": proposal.service,
+        "env": proposal.env,
+        "state": proposal.state.value,
+        "title": proposal.title,
+        "rationale": proposal.rationale,
+        "proposer": proposal.proposer,
+        "contributors": list(proposal.contributors),
+        "branch": proposal.branch,
+        "base_sha": proposal.base_sha,
+        "head_sha": proposal.head_sha,
+        "diff": proposal.diff,
+        "files": dict(proposal.files),
+        "knobs": [vars(k) for k in proposal.knobs],
+        "quorum": proposal.quorum,
+        "created_at": proposal.created_at,
+        "updated_at": proposal.updated_at,
+        "expires_at": proposal.expires_at,
+        "state_since": proposal.state_since,
+        "confidence": proposal.confidence,
+        "evidence": list(proposal.evidence),
+        "merge_sha": proposal.merge_sha,
+        "app": proposal.app,
+        "message": proposal.message,
+    }
+    row = session.get(ProposalRow, proposal.id)
+    if row is None:
+        session.add(ProposalRow(id=proposal.id, **values))
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    session.flush()
+
+
+def load_proposal(session: Session, proposal_id: str) -> Proposal | None:
+    row = session.get(ProposalRow, proposal_id)
+    if row is None:
+        return None
+    approvals = session.scalars(
+        select(ApprovalRow).where(ApprovalRow.proposal_id == proposal_id).order_by(ApprovalRow.id)
+    ).all()
+    return to_proposal(row, approvals)
+
+
+def load_proposals(session: Session, *, states: Sequence[State] | None = None) -> list[Proposal]:
+    query = select(ProposalRow).order_by(ProposalRow.created_at, ProposalRow.id)
+    if states is not None:
+        query = query.where(ProposalRow.state.in_([s.value for s in states]))
+    rows = session.scalars(query).all()
+    out = []
+    for row in rows:
+        approvals = session.scalars(
+            select(ApprovalRow).where(ApprovalRow.proposal_id == row.id).order_by(ApprovalRow.id)
+        ).all()
+        out.append(to_proposal(row, approvals))
+    return out
+
+
+def add_approval(session: Session, proposal_id: str, approval: Approval) -> bool:
+    """Record an approval; False when this person already approved this head."""
+    existing = session.scalar(
+        select(ApprovalRow).where(
+            ApprovalRow.proposal_id == proposal_id,
+            ApprovalRow.approver == approval.approver,
+            ApprovalRow.head_sha == approval.head_sha,
+        )
+    )
+    if existing is not None:
+        return False
+    session.add(
+        ApprovalRow(
+            proposal_id=proposal_id,
+            approver=approval.approver,
+            head_sha=approval.head_sha,
+            at=approval.at,
+        )
+    )
+    session.flush()
+    return True
+
+
+def next_number(session: Session, name: str) -> int:
+    row = session.get(CounterRow, name, with_for_update=True)
+    if row is None:
+        row = CounterRow(name=name, value=0)
+        session.add(row)
+    row.value += 1
+    session.flush()
+    return row.value
+
+
+def lock_holder(session: Session, key: str) -> str | None:
+    row = session.get(LockRow, key)
+    return None if row is None else row.proposal_id
+
+
+def take_lock(session: Session, key: str, proposal_id: str) -> None:
+    session.add(LockRow(key=key, proposal_id=proposal_id))
+    session.flush()
+
+
+def release_locks(session: Session, proposal_id: str) -> None:
+    for row in session.scalars(select(LockRow).where(LockRow.proposal_id == proposal_id)).all():
+        session.delete(row)
+    session.flush()
+
+
+def enqueue(
+    session: Session,
+    *,
+    dedupe_key: str,
+    kind: str,
+    text: str,
+    proposal_id: str | None,
+    at: datetime,
+) -> bool:
+    """Queue an announcement once; the same dedupe key never queues twice."""
+    if session.scalar(select(OutboxRow).where(OutboxRow.dedupe_key == dedupe_key)) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(
+                OutboxRow(
+                    dedupe_key=dedupe_key,
+                    kind=kind,
+                    text=text,
+                    proposal_id=proposal_id,
+                    created_at=at,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def pending_outbox(session: Session) -> list[OutboxRow]:
+    return list(
+        session.scalars(
+            select(OutboxRow).where(OutboxRow.delivered_at.is_(None)).order_by(OutboxRow.id)
+        ).all()
+    )

@@ -1,0 +1,1 @@
+"""The chat edge: neutral chat types, the command router, platform adapters, the CLI."""

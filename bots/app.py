@@ -1,0 +1,127 @@
+"""The composition root: build the engine, the simulation and the gateway from config."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from agents.sim.argocd import SimulatedArgoCD
+from agents.sim.cluster import SimulatedCluster
+from approval_engine.engine import Engine, utc_now
+from approval_engine.notify import Notifier
+from approval_engine.prs.local_git import LocalGitBackend
+from approval_engine.rbac import Directory
+from approval_engine.store import Store
+from approval_engine.targets import Targets
+from bots.commands import install_all
+from bots.config import ConfigBundle
+from bots.errors import StartupError
+from bots.gateway import Gateway
+from bots.router import Router
+from bots.services import Services
+from bots.settings import PROJECT_ROOT, RuntimeSettings
+
+REPO_DIR = "gitops.git"
+DB_FILE = "opsgate.db"
+
+
+@dataclass
+class Runtime:
+    config: ConfigBundle
+    store: Store
+    backend: LocalGitBackend
+    cluster: SimulatedCluster
+    deployer: SimulatedArgoCD
+    engine: Engine
+    services: Services
+    gateway: Gateway
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def prepare_data_dir(
+    settings: RuntimeSettings, config: ConfigBundle, *, reset: bool, source: Path = PROJECT_ROOT
+) -> LocalGitBackend:
+    """The sandbox GitOps repo: seeded once from the checkout, then continued; --reset restarts."""
+    data_dir = settings.data_dir
+    if reset and data_dir.exists():
+        if not (data_dir / REPO_DIR).exists() and any(data_dir.iterdir()):
+            raise StartupError(
+                f"{data_dir} does not look like an opsgate data directory; not deleting it"
+            )
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    repo = data_dir / REPO_DIR
+    if repo.exists():
+        return LocalGitBackend(repo, base_branch=config.general.gitops.base_branch)
+    if (data_dir / DB_FILE).exists():
+        raise StartupError(
+            f"{data_dir} has a database but no GitOps repository; start over with --reset"
+        )
+    missing = [p for p in config.general.gitops.seed_paths if not (source / p).is_dir()]
+    if missing:
+        raise StartupError(
+            f"cannot seed the GitOps repository: {', '.join(missing)} not in {source}"
+        )
+    return LocalGitBackend.create(
+        repo,
+        source=source,
+        include=config.general.gitops.seed_paths,
+        base_branch=config.general.gitops.base_branch,
+    )
+
+
+def build_runtime(
+    settings: RuntimeSettings,
+    config: ConfigBundle,
+    *,
+    notifier: Notifier | None,
+    demo: bool,
+    reset: bool = False,
+    clock: Callable[[], datetime] = utc_now,
+) -> Runtime:
+    backend = prepare_data_dir(settings, config, reset=reset)
+    store = Store(settings.database_url())
+    targets = Targets(config.targets)
+    cluster = SimulatedCluster(
+        services=targets.services(), environments=targets.all_environments(), clock=clock
+    )
+    deployer = SimulatedArgoCD(
+        cluster=cluster,
+        targets=targets,
+        read_at=lambda path, ref: backend.read_file(path, ref=ref),
+    )
+    # Like ArgoCD's automated sync: what the base branch holds is what runs.
+    deployer.sync_all(revision=backend.base_head())
+    engine = Engine(
+        store=store,
+        backend=backend,
+        deployer=deployer,
+        targets=targets,
+        policy=config.policy,
+        clock=clock,
+    )
+    services = Services(
+        engine=engine,
+        directory=Directory(config.users),
+        targets=targets,
+        cluster=cluster,
+        deployer=deployer,
+        default_env=config.general.default_env,
+        demo=demo,
+    )
+    gateway = Gateway(router=install_all(Router()), services=services, notifier=notifier)
+    return Runtime(
+        config=config,
+        store=store,
+        backend=backend,
+        cluster=cluster,
+        deployer=deployer,
+        engine=engine,
+        services=services,
+        gateway=gateway,
+    )

@@ -1,0 +1,168 @@
+"""The `opsgate` command line: demo, chat, config check, audit."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from approval_engine import audit
+from approval_engine.errors import ApprovalError, ConfigError
+from approval_engine.store import Store
+from bots.app import build_runtime
+from bots.config import ConfigBundle, load_config
+from bots.console import ConsoleAdapter, ConsoleNotifier
+from bots.errors import BotError
+from bots.settings import PROJECT_ROOT, RuntimeSettings
+
+app = typer.Typer(
+    help="opsgate: ChatOps for infrastructure changes that go through review.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Check the YAML configuration.", no_args_is_help=True)
+audit_app = typer.Typer(help="Read and verify the hash-chained audit log.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="state directory (env OPSGATE_DATA_DIR; default ./opsgate-data)"
+    ),
+]
+ConfigDir = Annotated[
+    Path | None,
+    typer.Option("--config", help="config directory (env OPSGATE_CONFIG_DIR; default ./config)"),
+]
+
+
+def _settings(data_dir: Path | None, config_dir: Path | None) -> RuntimeSettings:
+    given: dict[str, Path] = {}
+    if data_dir is not None:
+        given["data_dir"] = data_dir
+    if config_dir is not None:
+        given["config_dir"] = config_dir
+    return RuntimeSettings(**given)  # type: ignore[arg-type]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"opsgate: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _load(settings: RuntimeSettings) -> ConfigBundle:
+    try:
+        return load_config(settings.config_dir, repo_root=PROJECT_ROOT)
+    except ConfigError as e:
+        typer.echo(f"opsgate: the configuration has {len(e.problems)} problem(s):", err=True)
+        for problem in e.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(code=2) from e
+
+
+def _converse(settings: RuntimeSettings, *, user: str | None, demo: bool, reset: bool) -> None:
+    config = _load(settings)
+    speaker = user or config.general.demo.default_user
+    if config.users.people.get(speaker) is None:
+        raise _fail(f"no person {speaker!r} in users.yaml ({', '.join(config.users.people)})")
+    interactive = sys.stdin.isatty()
+    notifier = ConsoleNotifier(sys.stdout)
+    try:
+        runtime = build_runtime(settings, config, notifier=notifier, demo=demo, reset=reset)
+    except (BotError, ApprovalError) as e:
+        raise _fail(str(e)) from e
+    adapter = ConsoleAdapter(
+        stdin=sys.stdin.buffer,
+        stdout=sys.stdout,
+        user=speaker,
+        interactive=interactive,
+        speaker=lambda: runtime.services.speakers.get("console", f"console:{speaker}").split(
+            ":", 1
+        )[1],
+    )
+    if demo:
+        typer.echo(
+            f"opsgate demo: data in {settings.data_dir} (GitOps repo, SQLite); "
+            f"workloads are a {runtime.cluster.label}. You are {speaker}; /help lists commands, "
+            "/as <name> switches person" + (", /quit leaves." if interactive else "."),
+            err=True,
+        )
+    runtime.gateway.tick()  # resume whatever a previous run left in flight
+    try:
+        adapter.start(lambda event: runtime.gateway.dispatch(event, adapter.send))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.gateway.tick()
+        runtime.close()
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    config_dir: ConfigDir = None,
+    reset: Annotated[bool, typer.Option("--reset", help="delete the data directory first")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="who speaks first")] = None,
+) -> None:
+    """Everything embedded: sandbox GitOps repo, SQLite, a simulated cluster, console chat."""
+    _converse(_settings(data_dir, config_dir), user=user, demo=True, reset=reset)
+
+
+@app.command()
+def chat(
+    user: Annotated[str, typer.Option("--user", help="the person you are (users.yaml)")],
+    data_dir: DataDir = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """The console adapter as one person, on the same data directory as the demo."""
+    _converse(_settings(data_dir, config_dir), user=user, demo=False, reset=False)
+
+
+@config_app.command("check")
+def config_check(config_dir: ConfigDir = None) -> None:
+    """Validate every file of config/; each problem names file, key and reason."""
+    settings = _settings(None, config_dir)
+    _load(settings)
+    typer.echo(f"{settings.config_dir}: configuration is valid")
+
+
+def _store(settings: RuntimeSettings) -> Store:
+    if settings.store_url is None and not (settings.data_dir / "opsgate.db").exists():
+        raise _fail(f"no opsgate database in {settings.data_dir} (use --data-dir)")
+    return Store(settings.database_url())
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Exit 0 when the chain is intact; otherwise name the first bad row and exit 1."""
+    store = _store(_settings(data_dir, None))
+    result = audit.verify(store)
+    if result.ok:
+        typer.echo(f"audit log intact: {result.rows} rows")
+        return
+    typer.echo(f"audit log BROKEN at row {result.first_bad}: {result.reason}", err=True)
+    raise typer.Exit(code=1)
+
+
+@audit_app.command("tail")
+def audit_tail(
+    data_dir: DataDir = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=1, help="how many rows")] = 20,
+) -> None:
+    """The latest audit rows, oldest first."""
+    store = _store(_settings(data_dir, None))
+    for entry in audit.tail(store, limit=lines):
+        detail = ", ".join(f"{k}={v}" for k, v in entry.detail.items())
+        typer.echo(
+            f"{entry.id:>5}  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor:<12} "
+            f"{entry.action:<10} {entry.subject:<12} {detail}"
+        )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,84 @@
+"""/status: services per environment, open proposals."""
+
+from __future__ import annotations
+
+from approval_engine.deploy import Deployer
+from bots.router import Context, Router
+from bots.types import Reply, Table
+
+
+def _sync(deployer: Deployer, app: str) -> str:
+    status = deployer.status(app)
+    revision = (status.revision or "-")[:7]
+    return f"{status.sync} {revision}"
+
+
+def install(router: Router) -> None:
+    @router.command("status", usage="/status [service]", summary="services, proposals, agents")
+    def status(ctx: Context) -> Reply:
+        services = ctx.services
+        wanted = ctx.args[0] if ctx.args else None
+        names = services.targets.services()
+        if wanted is not None:
+            services.targets.service(wanted)  # a clear error for an unknown name
+            names = [wanted]
+        tables = []
+        for env in services.targets.all_environments():
+            rows = []
+            for name in names:
+                if env not in services.targets.environments(name):
+                    continue
+                s = services.cluster.status(name, env)
+                hpa = (
+                    f"{s.spec.min_replicas}-{s.spec.max_replicas} @{s.spec.target_cpu_percent}%"
+                    if s.spec.hpa_enabled
+                    else "off"
+                )
+                rows.append(
+                    (
+                        name,
+                        str(s.replicas),
+                        hpa,
+                        f"{s.load_rps:.0f} rps",
+                        f"{s.cpu_percent:.0f}%",
+                        f"{s.latency_p95_ms:.0f} ms",
+                        s.health,
+                        _sync(services.deployer, services.targets.app(name, env)),
+                    )
+                )
+            if rows:
+                tables.append(
+                    Table(
+                        title=f"{env} ({services.cluster.label})",
+                        columns=(
+                            "service",
+                            "replicas",
+                            "HPA",
+                            "load",
+                            "CPU",
+                            "p95",
+                            "health",
+                            "sync",
+                        ),
+                        rows=tuple(rows),
+                    )
+                )
+        proposals = services.engine.proposals(active_only=True)
+        if proposals:
+            tables.append(
+                Table(
+                    title="Open proposals",
+                    columns=("id", "state", "change", "approvals"),
+                    rows=tuple(
+                        (
+                            p.id,
+                            p.state.value,
+                            p.title.split(": ", 1)[-1],
+                            f"{len(p.current_approvals())} of {p.quorum}",
+                        )
+                        for p in proposals
+                    ),
+                )
+            )
+        footer = () if proposals else ("No open proposals.",)
+        return Reply(tables=tuple(tables), footer=footer)

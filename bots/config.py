@@ -1,0 +1,110 @@
+"""Load and cross-check every file of config/; `opsgate config check` and start-up both use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from approval_engine.config import (
+    PolicyConfig,
+    TargetsConfig,
+    UsersConfig,
+    load_model,
+)
+from approval_engine.editors import read_value
+from approval_engine.errors import ApprovalError, ConfigError
+from approval_engine.targets import Targets
+from bots.settings import GeneralConfig
+
+
+@dataclass(frozen=True)
+class ConfigBundle:
+    general: GeneralConfig
+    users: UsersConfig
+    policy: PolicyConfig
+    targets: TargetsConfig
+
+
+def load_config(config_dir: Path, *, repo_root: Path | None = None) -> ConfigBundle:
+    """Every problem across all files, each naming file, key and reason, in one ConfigError."""
+    if not config_dir.is_dir():
+        raise ConfigError([f"{config_dir}: config directory not found"])
+    problems: list[str] = []
+    loaded: dict[str, object] = {}
+    files = {
+        "general": ("settings.yaml", GeneralConfig, True),
+        "users": ("users.yaml", UsersConfig, False),
+        "policy": ("policy.yaml", PolicyConfig, False),
+        "targets": ("targets.yaml", TargetsConfig, False),
+    }
+    for name, (filename, model, missing_ok) in files.items():
+        try:
+            loaded[name] = load_model(config_dir / filename, model, missing_ok=missing_ok)
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise ConfigError(problems)
+    bundle = ConfigBundle(**loaded)  # type: ignore[arg-type]
+    problems.extend(_cross_check(bundle, config_dir))
+    if repo_root is not None:
+        problems.extend(_check_knobs(bundle, config_dir, repo_root))
+    if problems:
+        raise ConfigError(problems)
+    return bundle
+
+
+def _cross_check(bundle: ConfigBundle, config_dir: Path) -> list[str]:
+    problems = []
+    targets = Targets(bundle.targets)
+    envs = targets.all_environments()
+    if bundle.general.default_env not in envs:
+        problems.append(
+            f"{config_dir / 'settings.yaml'}: default_env: {bundle.general.default_env!r} is not "
+            f"an environment of any target ({', '.join(envs)})"
+        )
+    for env in envs:
+        if env not in bundle.policy.environments:
+            problems.append(
+                f"{config_dir / 'policy.yaml'}: environments: no entry for {env!r}, "
+                "which targets.yaml deploys to"
+            )
+    for env, rules in bundle.policy.environments.items():
+        for person in rules.approvers:
+            if person not in bundle.users.people:
+                problems.append(
+                    f"{config_dir / 'policy.yaml'}: environments.{env}.approvers: "
+                    f"{person!r} is not in users.yaml"
+                )
+    for service in bundle.policy.limits:
+        if service not in bundle.targets.services:
+            problems.append(
+                f"{config_dir / 'policy.yaml'}: limits.{service}: no such service in targets.yaml"
+            )
+    if bundle.general.demo.default_user not in bundle.users.people:
+        problems.append(
+            f"{config_dir / 'settings.yaml'}: demo.default_user: "
+            f"{bundle.general.demo.default_user!r} is not in users.yaml"
+        )
+    return problems
+
+
+def _check_knobs(bundle: ConfigBundle, config_dir: Path, repo_root: Path) -> list[str]:
+    """Every knob must point at a file and key that exist in the repository."""
+    problems = []
+    targets = Targets(bundle.targets)
+    for service in targets.services():
+        for env in targets.environments(service):
+            for knob in bundle.targets.services[service].knobs:
+                location = targets.locate(service, env, knob)
+                if location.path is None or location.key is None:
+                    continue
+                where = f"{config_dir / 'targets.yaml'}: services.{service}.knobs.{knob} ({env})"
+                path = repo_root / location.path
+                if not path.is_file():
+                    problems.append(f"{where}: file {location.path} does not exist")
+                    continue
+                try:
+                    read_value(path.read_text(encoding="utf-8"), location.key, path=location.path)
+                except ApprovalError as e:
+                    problems.append(f"{where}: {e}")
+    return problems
