@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from approval_engine.config import (
     PolicyConfig,
@@ -15,6 +18,8 @@ from approval_engine.editors import read_value
 from approval_engine.errors import ApprovalError, ConfigError
 from approval_engine.targets import Targets
 from bots.settings import GeneralConfig
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -30,21 +35,21 @@ def load_config(config_dir: Path, *, repo_root: Path | None = None) -> ConfigBun
     if not config_dir.is_dir():
         raise ConfigError([f"{config_dir}: config directory not found"])
     problems: list[str] = []
-    loaded: dict[str, object] = {}
-    files = {
-        "general": ("settings.yaml", GeneralConfig, True),
-        "users": ("users.yaml", UsersConfig, False),
-        "policy": ("policy.yaml", PolicyConfig, False),
-        "targets": ("targets.yaml", TargetsConfig, False),
-    }
-    for name, (filename, model, missing_ok) in files.items():
+
+    def load(filename: str, model: type[M], *, missing_ok: bool = False) -> M | None:
         try:
-            loaded[name] = load_model(config_dir / filename, model, missing_ok=missing_ok)
+            return load_model(config_dir / filename, model, missing_ok=missing_ok)
         except ConfigError as e:
             problems.extend(e.problems)
-    if problems:
+            return None
+
+    general = load("settings.yaml", GeneralConfig, missing_ok=True)
+    users = load("users.yaml", UsersConfig)
+    policy = load("policy.yaml", PolicyConfig)
+    targets = load("targets.yaml", TargetsConfig)
+    if general is None or users is None or policy is None or targets is None:
         raise ConfigError(problems)
-    bundle = ConfigBundle(**loaded)  # type: ignore[arg-type]
+    bundle = ConfigBundle(general=general, users=users, policy=policy, targets=targets)
     problems.extend(_cross_check(bundle, config_dir))
     if repo_root is not None:
         problems.extend(_check_knobs(bundle, config_dir, repo_root))

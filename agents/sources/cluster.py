@@ -9,6 +9,7 @@ from agents.sim.workload import WorkloadStatus
 
 
 class ClusterSource(Protocol):
-    label: str
+    @property
+    def label(self) -> str: ...
 
     def status(self, service: str, env: str, *, at: datetime | None = None) -> WorkloadStatus: ...

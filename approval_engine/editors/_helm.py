@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -101,8 +102,7 @@ def _parse(yaml: YAML, text: str, *, path: str, key: str) -> tuple[object, Node]
     try:
         # Loading rejects duplicate keys, which composing lets through. The node tree comes from
         # a parse of its own because constructing data rewrites merge keys (<<) in the nodes.
-        data = yaml.load(text)
-        root: Node | None = yaml.compose(text)
+        data, root = _parse_text(text)
     except YAMLError as e:
         raise edit_error(
             path, key, f"the file is not valid YAML ({_yaml_problem(e)}); fix it first"
@@ -110,6 +110,16 @@ def _parse(yaml: YAML, text: str, *, path: str, key: str) -> tuple[object, Node]
     if root is None:
         raise edit_error(path, key, "the file is empty")
     return data, root
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_text(text: str) -> tuple[object, Node | None]:
+    """Parsing is the slow part (pure-Python ruamel); a file is read for many keys, so keep it.
+
+    Callers only read the data and nodes, never change them, so sharing them is safe.
+    """
+    yaml = YAML(typ="rt")
+    return yaml.load(text), yaml.compose(text)
 
 
 def _yaml_problem(error: YAMLError) -> str:

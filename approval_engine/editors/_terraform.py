@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -78,13 +79,19 @@ def edit_terraform_value(text: str, address: str, value: Scalar, *, path: str = 
 
 def _parse(text: str, *, path: str, key: str) -> Any:
     try:
-        return hcl2.loads(text)
+        return _loads(text)
     # python-hcl2 raises lark's exceptions, and others from its transformer; any of them
     # means the same thing here.
     except Exception as e:
         raise edit_error(
             path, key, f"the file is not valid HCL ({_first_line(e)}); fix it first"
         ) from e
+
+
+@functools.lru_cache(maxsize=256)
+def _loads(text: str) -> Any:
+    """python-hcl2 is slow and a file is read for many attributes; callers never change it."""
+    return hcl2.loads(text)
 
 
 def _first_line(error: Exception) -> str:

@@ -1,0 +1,1 @@
+"""Tests of the analyzers' numeric core and of the benchmark scripts that measure it."""
