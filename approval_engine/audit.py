@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -54,7 +54,8 @@ def record(
     row_id = head.last_id + 1
     # Round-trip through JSON so the hash covers exactly what the database will hand back.
     clean = json.loads(json.dumps(detail or {}, default=str))
-    at = at.replace(microsecond=0)
+    # The store keeps UTC; hash what it will hand back, whatever zone the caller used.
+    at = at.astimezone(UTC).replace(microsecond=0)
     digest = _digest(
         row_id=row_id,
         at=at,

@@ -7,7 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -31,7 +39,13 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+def positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(positive)]
 
 
 class Strict(BaseModel):
@@ -155,9 +169,7 @@ def validation_problems(path: Path, error: ValidationError) -> list[str]:
 
 def load_model(path: Path, model: type[M], *, missing_ok: bool = False) -> M:
     """Load one config file into its model; every problem names file, key and reason."""
-    if missing_ok and not path.exists():
-        return model.model_validate({})
-    data = read_yaml(path)
+    data = {} if missing_ok and not path.exists() else read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

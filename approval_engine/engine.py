@@ -124,16 +124,19 @@ class Engine:
                 for c in request.changes
             } - {None}
             if len(holders) > 1:
-                raise self._deny(
-                    session,
-                    actor,
-                    "propose",
-                    request.service,
-                    f"{', '.join(sorted(h for h in holders if h))} already change these knobs; "
-                    "reject or finish them first",
-                )
-            holder = next(iter(holders), None)
-            existing = db.load_proposal(session, holder) if holder else None
+                busy = ", ".join(sorted(h for h in holders if h))
+                existing = None
+            else:
+                busy = ""
+                holder = next(iter(holders), None)
+                existing = db.load_proposal(session, holder) if holder else None
+        if busy:
+            raise self._denied(
+                actor,
+                "propose",
+                request.service,
+                f"{busy} already change these knobs; reject or finish them first",
+            )
         if existing is not None and existing.state != State.OPEN:
             raise self._denied(
                 actor,
@@ -232,6 +235,7 @@ class Engine:
                 confidence=request.confidence,
                 evidence=list(request.evidence),
                 app=self.targets.app(request.service, request.env),
+                pending_push=True,
             )
             db.write_proposal(session, proposal)
             for key in proposal.lock_keys:
@@ -262,10 +266,13 @@ class Engine:
         with self.store.transaction() as session:
             current = db.load_proposal(session, proposal.id)
             assert current is not None
-            if current.head_sha == pull.head_sha:
+            if current.head_sha == pull.head_sha and not current.pending_push:
                 return current
             voided = [a.approver for a in current.current_approvals()]
+            if current.head_sha == pull.head_sha:
+                voided = []
             current.head_sha = pull.head_sha
+            current.pending_push = False
             current.updated_at = self.clock()
             db.write_proposal(session, current)
             first = not proposal.head_sha and not current.approvals
@@ -294,6 +301,13 @@ class Engine:
         base: str,
     ) -> ProposeOutcome:
         now = self.clock()
+        new_files = {p: after for p, (_, after) in files.items()}
+        if new_files == existing.files and not existing.pending_push:
+            return ProposeOutcome(
+                proposal=existing,
+                action="unchanged",
+                message=f"{existing.id} already proposes exactly this: {existing.title}",
+            )
         with self.store.transaction() as session:
             current = db.load_proposal(session, existing.id)
             assert current is not None
@@ -306,6 +320,7 @@ class Engine:
                 current.contributors.append(actor.name)
             current.updated_at = now
             current.expires_at = now + self.policy.config.proposal_ttl
+            current.pending_push = True
             db.release_locks(session, current.id)
             for key in current.lock_keys:
                 db.take_lock(session, key, current.id)
@@ -329,75 +344,58 @@ class Engine:
 
     def approve(self, proposal_id: str, *, actor: Actor, head: str | None = None) -> ApproveOutcome:
         self.get(proposal_id)  # a clear error for an unknown id
+        now = self.clock()
         with self.store.transaction() as session:
             proposal = db.load_proposal(session, proposal_id)
             assert proposal is not None
-            if proposal.state != State.OPEN:
-                if any(a.approver == actor.name for a in proposal.approvals):
-                    return ApproveOutcome(
-                        proposal=proposal,
-                        count=len(proposal.current_approvals()),
-                        quorum=proposal.quorum,
-                        already=True,
-                    )
-                raise self._deny(
-                    session,
-                    actor,
-                    "approve",
-                    proposal_id,
-                    f"{proposal_id} is {proposal.state.value}; there is nothing to approve",
-                )
-            reason = self.policy.approve_denial(proposal, actor)
-            if reason is not None:
-                raise self._deny(session, actor, "approve", proposal_id, reason)
-            if not proposal.head_sha:
-                raise self._deny(
-                    session,
-                    actor,
-                    "approve",
-                    proposal_id,
-                    f"{proposal_id} is still being written to its branch; try again in a moment",
-                )
-            if head is not None and not proposal.head_sha.startswith(head):
-                raise self._deny(
-                    session,
-                    actor,
-                    "approve",
-                    proposal_id,
-                    f"{proposal_id} changed since you looked (now {proposal.head_sha[:7]}); "
-                    f"read /diff {proposal_id} again",
-                )
-            now = self.clock()
-            added = db.add_approval(
-                session,
-                proposal_id,
-                Approval(approver=actor.name, head_sha=proposal.head_sha, at=now),
-            )
-            proposal = db.load_proposal(session, proposal_id)
-            assert proposal is not None
-            count = len(proposal.current_approvals())
-            if not added:
+            if proposal.state != State.OPEN and any(
+                a.approver == actor.name for a in proposal.approvals
+            ):
                 return ApproveOutcome(
-                    proposal=proposal, count=count, quorum=proposal.quorum, already=True
+                    proposal=proposal,
+                    count=len(proposal.current_approvals()),
+                    quorum=proposal.quorum,
+                    already=True,
                 )
-            audit.record(
-                session,
-                at=now,
-                actor=actor.name,
-                action="approved",
-                subject=proposal_id,
-                detail={"head": proposal.head_sha, "count": count, "quorum": proposal.quorum},
-            )
-            if count < proposal.quorum:
-                db.enqueue(
+            denial = self._approve_denial(proposal, actor, head=head, now=now)
+            if denial is None:
+                added = db.add_approval(
                     session,
-                    dedupe_key=f"{proposal_id}:approval:{actor.name}:{proposal.head_sha}",
-                    kind="approval",
-                    text=f"{proposal_id}: approved by {actor.name} "
-                    f"({count} of {proposal.quorum} approvals)",
-                    proposal_id=proposal_id,
-                    at=now,
+                    proposal_id,
+                    Approval(approver=actor.name, head_sha=proposal.head_sha, at=now),
                 )
+                proposal = db.load_proposal(session, proposal_id)
+                assert proposal is not None
+                count = len(proposal.current_approvals())
+                if not added:
+                    return ApproveOutcome(
+                        proposal=proposal, count=count, quorum=proposal.quorum, already=True
+                    )
+                audit.record(
+                    session,
+                    at=now,
+                    actor=actor.name,
+                    action="approved",
+                    subject=proposal_id,
+                    detail={"head": proposal.head_sha, "count": count, "quorum": proposal.quorum},
+                )
+                if count < proposal.quorum:
+                    db.enqueue(
+                        session,
+                        dedupe_key=f"{proposal_id}:approval:{actor.name}:{proposal.head_sha}",
+                        kind="approval",
+                        text=f"{proposal_id}: approved by {actor.name} "
+                        f"({count} of {proposal.quorum} approvals)",
+                        proposal_id=proposal_id,
+                        at=now,
+                    )
+        # Denials are audited in a transaction of their own: raising inside the one above
+        # would roll the audit row back with everything else.
+        if denial is not None:
+            error = self._denied(actor, "approve", proposal_id, denial)
+            if proposal.state == State.OPEN and now >= proposal.expires_at:
+                self.reconcile()  # record the expiry now rather than at the next tick
+            raise error
         if count >= proposal.quorum:
             self._transition(
                 proposal_id,
@@ -411,6 +409,25 @@ class Engine:
         return ApproveOutcome(
             proposal=self.get(proposal_id), count=count, quorum=proposal.quorum, already=False
         )
+
+    def _approve_denial(
+        self, proposal: Proposal, actor: Actor, *, head: str | None, now: datetime
+    ) -> str | None:
+        if proposal.state != State.OPEN:
+            return f"{proposal.id} is {proposal.state.value}; there is nothing to approve"
+        reason = self.policy.approve_denial(proposal, actor)
+        if reason is not None:
+            return reason
+        if now >= proposal.expires_at:
+            return f"{proposal.id} expired; propose the change again if it is still wanted"
+        if not proposal.head_sha or proposal.pending_push:
+            return f"{proposal.id} is still being written to its branch; try again in a moment"
+        if head is not None and not proposal.head_sha.startswith(head):
+            return (
+                f"{proposal.id} changed since you looked (now {proposal.head_sha[:7]}); "
+                f"read /diff {proposal.id} again"
+            )
+        return None
 
     def reject(self, proposal_id: str, *, actor: Actor, reason: str = "") -> Proposal:
         proposal = self.get(proposal_id)
@@ -439,6 +456,10 @@ class Engine:
 
     def reconcile(self, *, max_steps: int = 100) -> None:
         """Move every in-flight proposal as far as it can go now; safe to call any time."""
+        with self.store.transaction() as session:
+            unclosed = db.load_pending_closes(session)
+        for proposal in unclosed:
+            self._close(proposal, reason=proposal.state.value)
         for _ in range(max_steps):
             if not any(self._step(p) for p in self.proposals(active_only=True)):
                 return
@@ -462,8 +483,20 @@ class Engine:
     def _advance(self, proposal: Proposal) -> bool:
         now = self.clock()
         if proposal.state == State.OPEN:
-            if not proposal.head_sha:
+            if not proposal.head_sha or proposal.pending_push:
                 self._push(proposal)
+                return True
+            approvals = proposal.current_approvals()
+            if len(approvals) >= proposal.quorum:
+                # Quorum was stored but the process stopped before it moved on.
+                self._transition(
+                    proposal.id,
+                    State.APPROVED,
+                    actor=approvals[-1].approver,
+                    text=f"{proposal.id} approved by "
+                    f"{', '.join(a.approver for a in approvals)} "
+                    f"({len(approvals)} of {proposal.quorum}); merging",
+                )
                 return True
             if now >= proposal.expires_at:
                 self._transition(
@@ -508,7 +541,11 @@ class Engine:
     def _check_sync(self, proposal: Proposal, now: datetime) -> bool:
         assert proposal.app is not None and proposal.merge_sha is not None
         status = self.deployer.status(proposal.app)
-        at_revision = status.revision == proposal.merge_sha
+        # A later merge of the same app may be deployed first; it carries this change too.
+        at_revision = status.revision is not None and (
+            status.revision == proposal.merge_sha
+            or self.backend.contains(status.revision, proposal.merge_sha)
+        )
         if at_revision and status.health == HEALTHY:
             self._transition(
                 proposal.id,
@@ -568,6 +605,8 @@ class Engine:
                 proposal.merge_sha = merge_sha
             if message is not None:
                 proposal.message = message
+            if close_reason is not None:
+                proposal.pending_close = True
             db.write_proposal(session, proposal)
             if new in TERMINAL:
                 db.release_locks(session, proposal_id)
@@ -589,8 +628,20 @@ class Engine:
                 at=now,
             )
         if close_reason is not None:
-            self.backend.close(proposal_id=proposal_id, branch=proposal.branch, reason=close_reason)
+            self._close(proposal, reason=close_reason)
         return proposal
+
+    def _close(self, proposal: Proposal, *, reason: str) -> None:
+        """Close the branch, then clear the mark; a crash in between closes it on restart."""
+        try:
+            self.backend.close(proposal_id=proposal.id, branch=proposal.branch, reason=reason)
+        except BackendError as e:
+            log.warning("%s: closing %s failed, will retry: %s", proposal.id, proposal.branch, e)
+            return
+        with self.store.transaction() as session:
+            row = session.get(db.ProposalRow, proposal.id)
+            if row is not None:
+                row.pending_close = False
 
     # --- announcing -----------------------------------------------------------------------
 

@@ -133,6 +133,8 @@ class Proposal:
     merge_sha: str | None = None
     app: str | None = None
     message: str = ""
+    pending_push: bool = False  # files stored, branch not yet written
+    pending_close: bool = False  # closed in the store, branch not yet closed
     approvals: list[Approval] = field(default_factory=list)
 
     def current_approvals(self) -> list[Approval]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -74,6 +75,8 @@ class ProposalRow(Base):
     merge_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
     app: Mapped[str | None] = mapped_column(String(255), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
+    pending_push: Mapped[bool] = mapped_column(Boolean, default=False)
+    pending_close: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
 
 class ApprovalRow(Base):
@@ -197,6 +200,8 @@ def to_proposal(row: ProposalRow, approvals: Sequence[ApprovalRow]) -> Proposal:
         merge_sha=row.merge_sha,
         app=row.app,
         message=row.message,
+        pending_push=row.pending_push,
+        pending_close=row.pending_close,
         approvals=[Approval(approver=a.approver, head_sha=a.head_sha, at=a.at) for a in approvals],
     )
 
@@ -227,6 +232,8 @@ def write_proposal(session: Session, proposal: Proposal) -> None:
         "merge_sha": proposal.merge_sha,
         "app": proposal.app,
         "message": proposal.message,
+        "pending_push": proposal.pending_push,
+        "pending_close": proposal.pending_close,
     }
     row = session.get(ProposalRow, proposal.id)
     if row is None:
@@ -259,6 +266,11 @@ def load_proposals(session: Session, *, states: Sequence[State] | None = None) -
         ).all()
         out.append(to_proposal(row, approvals))
     return out
+
+
+def load_pending_closes(session: Session) -> list[Proposal]:
+    rows = session.scalars(select(ProposalRow).where(ProposalRow.pending_close.is_(True))).all()
+    return [to_proposal(row, ()) for row in rows]
 
 
 def add_approval(session: Session, proposal_id: str, approval: Approval) -> bool:

@@ -26,6 +26,10 @@ class PRBackend(Protocol):
         """A file's text at `ref` (default: the base branch); BackendError when absent."""
         ...
 
+    def contains(self, revision: str, commit: str) -> bool:
+        """Whether `revision` has `commit` in its history (a later merge carries an earlier one)."""
+        ...
+
     def open(
         self,
         *,

@@ -76,6 +76,10 @@ class LocalGitBackend:
         out = _git(self.path, "for-each-ref", "--format=%(refname:short)", "refs/heads/")
         return out.split()
 
+    def contains(self, revision: str, commit: str) -> bool:
+        result = _run(self.path, "merge-base", "--is-ancestor", commit, revision, check=False)
+        return result.returncode == 0
+
     # --- the protocol ---------------------------------------------------------------------
 
     def open(
