@@ -14,7 +14,9 @@ def _sync(deployer: Deployer, app: str) -> str:
 
 
 def install(router: Router) -> None:
-    @router.command("status", usage="/status [service]", summary="services, proposals, agents")
+    @router.command(
+        "status", usage="/status [service]", summary="services per environment and open proposals"
+    )
     def status(ctx: Context) -> Reply:
         services = ctx.services
         wanted = ctx.args[0] if ctx.args else None
