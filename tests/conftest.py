@@ -37,7 +37,9 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
             return
         assert path.exists(), f"golden file {path} is missing; run pytest --update-golden"
         expected = path.read_text(encoding="utf-8")
-        assert actual == expected, f"output differs from {path} (pytest --update-golden rewrites it)"
+        assert actual == expected, (
+            f"output differs from {path} (pytest --update-golden rewrites it)"
+        )
 
     return check
 

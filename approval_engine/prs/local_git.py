@@ -104,7 +104,8 @@ class LocalGitBackend:
 
     def merge(self, *, proposal_id: str, branch: str, head_sha: str, title: str) -> str:
         done = self.find_merge(proposal_id)
-        if done is not None:
+        # Only a merge of this very head counts: ids restart with a new store on an old repo.
+        if done is not None and self._rev(f"{done}^2") == head_sha:
             return done
         base = self.base_head()
         result = _run(self.path, "merge-tree", "--write-tree", base, head_sha, check=False)

@@ -1,15 +1,15 @@
 """The engine end to end on a real git repo, SQLite and the ArgoCD stand-in: one proposal per
-knob, the full path to applied, what fails and why, and the announcement outbox."""
+knob, the full path to applied, and what fails and why."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from agents.sim.workload import WorkloadSpec
 from approval_engine import audit
-from approval_engine import store as db
 from approval_engine.engine import Engine
 from approval_engine.errors import BackendError, PolicyDeniedError, TemporaryBackendError
 from approval_engine.model import Proposal, State
@@ -20,7 +20,6 @@ from tests.approval_engine._support import (
     Boot,
     Clock,
     FailingCloseBackend,
-    FlakyNotifier,
     ManualArgoCD,
     Node,
     Recorder,
@@ -44,11 +43,6 @@ def open_proposal(engine: Engine, service: str, env: str, *changes: tuple[str, i
 
 def changed_files(node: Node, old: str, new: str) -> list[str]:
     return git(node.git.path, "diff", "--name-only", old, new).split()
-
-
-def pending(engine: Engine) -> list[str]:
-    with engine.store.transaction() as session:
-        return [row.kind for row in db.pending_outbox(session)]
 
 
 # --- the full path ----------------------------------------------------------------------------
@@ -254,7 +248,7 @@ def test_a_wish_back_to_the_base_value_supersedes_the_open_proposal(
     assert open_proposal(node.engine, "checkout", "staging", ("min_replicas", 4)).id != first.id
 
 
-IN_FLIGHT = {
+IN_FLIGHT: dict[State, dict[str, Any]] = {
     # how to make a proposal wait in a state after its approval
     State.APPROVED: {"backend": UnreachableMergeBackend},
     State.MERGED: {
@@ -389,34 +383,15 @@ def test_a_branch_that_cannot_be_closed_yet_is_closed_by_a_later_reconcile(
     assert node.git.branch_head(proposal.branch) is None
 
 
-# --- the outbox -------------------------------------------------------------------------------
-
-
-def test_announcements_wait_in_the_outbox_while_chat_is_down(node: Node) -> None:
+def test_a_rejection_stands_when_the_branch_cannot_be_closed_yet(boot: Boot) -> None:
+    node = boot(backend=lambda g: FailingCloseBackend(g, TemporaryBackendError("host down")))
+    backend = node.engine.backend
+    assert isinstance(backend, FailingCloseBackend)
     proposal = open_proposal(node.engine, "checkout", "staging", ("min_replicas", 4))
-    node.engine.approve(proposal.id, actor=BOB)
-    chat = FlakyNotifier(down=True)
 
-    assert node.engine.deliver(chat) == 0
-    assert pending(node.engine) == ["opened", "approved", "merged", "syncing", "applied"]
+    assert node.engine.reject(proposal.id, actor=BOB).state == State.REJECTED
 
-    chat.down = False
-    assert node.engine.deliver(chat) == 5
-    assert node.engine.deliver(chat) == 0
-    assert chat.kinds() == ["opened", "approved", "merged", "syncing", "applied"]
-    assert pending(node.engine) == []
-
-
-def test_a_failed_send_stops_delivery_there_and_the_rest_follows_once_in_order(
-    node: Node,
-) -> None:
-    proposal = open_proposal(node.engine, "checkout", "staging", ("min_replicas", 4))
-    node.engine.approve(proposal.id, actor=BOB)
-    chat = FlakyNotifier(fail_on=3)
-
-    assert node.engine.deliver(chat) == 2
-    assert pending(node.engine) == ["merged", "syncing", "applied"]
-    assert node.engine.deliver(chat) == 3
-
-    assert chat.kinds() == ["opened", "approved", "merged", "syncing", "applied"]
-    chat.assert_each_once()
+    assert node.git.branch_head(proposal.branch) is not None
+    backend.broken = False
+    node.engine.reconcile()
+    assert node.git.branch_head(proposal.branch) is None

@@ -158,6 +158,27 @@ def test_a_merge_is_found_by_its_exact_proposal_id_not_a_prefix(repo: LocalGitBa
     assert repo.find_merge("scale-10") == repo.base_head()
 
 
+def test_a_later_merge_contains_an_earlier_one_and_not_the_other_way(
+    repo: LocalGitBackend,
+) -> None:
+    base = repo.base_head()
+    one = open_branch(repo, "scale-1", edited(repo, VALUES, "minReplicas: 2", "minReplicas: 4"))
+    two = open_branch(
+        repo,
+        "scale-2",
+        edited(repo, HPA, "min_replicas           = 2", "min_replicas           = 3"),
+        base=base,
+    )
+    first = merge(repo, "scale-1", one)
+    second = merge(repo, "scale-2", two)
+
+    assert repo.contains(second, first)
+    assert repo.contains(first, first)
+    assert not repo.contains(first, second)
+    assert not repo.contains(base, two), "an unmerged branch is in no base revision"
+    assert not repo.contains("f" * 40, first), "an unknown revision contains nothing"
+
+
 def test_branches_on_independent_files_both_merge_after_the_base_moved(
     repo: LocalGitBackend,
 ) -> None:

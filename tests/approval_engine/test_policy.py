@@ -256,10 +256,10 @@ def test_only_the_listed_approvers_may_approve_in_an_environment(
 
 
 REFUSED_APPROVALS = {
-    "own proposal": (ALICE, None, "nobody approves their own change"),
+    "own-proposal": (ALICE, None, "nobody approves their own change"),
     "operator": (ERIN, None, "approving needs the approver role"),
-    "not a listed approver": (BOB, None, "bob may not approve changes in prod"),
-    "stale head": (DAVE, "0000000", "changed since you looked"),
+    "not-a-listed-approver": (BOB, None, "bob may not approve changes in prod"),
+    "stale-head": (DAVE, "0000000", "changed since you looked"),
 }
 
 
@@ -386,8 +386,10 @@ def test_a_proposal_past_its_ttl_cannot_be_approved_even_before_reconcile_runs(
     proposal = propose(engine, "checkout", "staging", 4)
     clock.advance(engine.policy.config.proposal_ttl)
 
-    with pytest.raises(PolicyDeniedError, match="expired"):
+    with pytest.raises(PolicyDeniedError, match=f"{proposal.id} expired; propose the change"):
         engine.approve(proposal.id, actor=BOB)
 
     assert merge_commits(node.git.path, proposal.id) == []
     assert engine.get(proposal.id).state == State.EXPIRED
+    assert approval_rows(engine, proposal.id) == 0
+    assert audit_actions(engine, proposal.id)[-2:] == ["denied", "expired"]

@@ -7,8 +7,8 @@ proposal ends applied as if nothing had happened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +42,7 @@ class StopPoint:
     """Where the first process stops, and how it is made to stop there."""
 
     state: State  # the proposal's state the next process finds
-    wiring: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    wiring: dict[str, Any] = field(default_factory=dict)  # keyword arguments for boot()
     approve_first: bool = True  # whether the first process got as far as the approval
     dies: bool = True  # False: it stops cleanly after its last step
     head_written: bool = True  # the store knows the branch's head
@@ -215,24 +215,48 @@ def test_a_restart_after_the_deciding_approval_was_stored_still_merges(boot: Boo
     assert_applied_once(second, proposal.id, chat)
 
 
-def test_a_restart_after_an_update_died_before_its_push_pushes_the_update(boot: Boot) -> None:
-    first = boot(backend=lambda g: CrashingBackend(g, call="open", when="before", nth=2))
-    proposal = first.engine.propose(FLOOR, actor=ALICE).proposal
-    assert proposal is not None
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_restart_after_an_update_died_around_its_push_pushes_the_update_and_voids_votes(
+    boot: Boot, when: str
+) -> None:
+    chat = Recorder()
+    first = boot(backend=lambda g: CrashingBackend(g, call="open", when=when, nth=2))
+    proposal = first.engine.propose(wish("checkout", "prod", ("min_replicas", 4)), actor=ALICE)
+    assert proposal.proposal is not None
+    pid = proposal.proposal.id
+    first.engine.approve(pid, actor=BOB)
+    first.engine.deliver(chat)
     with pytest.raises(Crash):
-        first.engine.propose(wish("checkout", "staging", ("min_replicas", 5)), actor=ALICE)
+        first.engine.propose(wish("checkout", "prod", ("min_replicas", 5)), actor=ALICE)
     first.close()
 
     second = boot()
+    with pytest.raises(PolicyDeniedError, match="still being written to its branch"):
+        second.engine.approve(pid, actor=DAVE)
     second.engine.reconcile()
-    shown = second.engine.get(proposal.id)
-    assert shown.title.endswith("2 → 5")
-    assert "minReplicas: 5" in second.git.read_file(
-        "helm-charts/checkout/values-staging.yaml", ref=shown.head_sha
-    ), "the head people approve must hold what the proposal shows"
 
-    second.engine.approve(proposal.id, actor=DAVE)
-    assert "minReplicas: 5" in second.git.read_file("helm-charts/checkout/values-staging.yaml")
+    shown = second.engine.get(pid)
+    assert shown.title.endswith("3 → 5")
+    assert "minReplicas: 5" in second.git.read_file(
+        "helm-charts/checkout/values-prod.yaml", ref=shown.head_sha
+    ), "the head people approve must hold what the proposal shows"
+    assert shown.current_approvals() == [], "bob approved the old change, not this one"
+    assert second.engine.approve(pid, actor=DAVE).count == 1
+    assert second.engine.approve(pid, actor=BOB).proposal.state == State.APPLIED
+    assert "minReplicas: 5" in second.git.read_file("helm-charts/checkout/values-prod.yaml")
+    assert len(branch_commits(second.git.path, pid)) == 2, "the first commit and the update"
+    second.engine.deliver(chat)
+    assert chat.kinds(pid) == [
+        "opened",
+        "approval",
+        "updated",
+        "approval",
+        "approved",
+        "merged",
+        "syncing",
+        "applied",
+    ]
+    assert "approvals by bob are void" in chat.sent[2].text
 
 
 def test_a_restart_after_a_rejection_was_stored_still_closes_the_branch(boot: Boot) -> None:
@@ -248,3 +272,23 @@ def test_a_restart_after_a_rejection_was_stored_still_closes_the_branch(boot: Bo
     second.engine.reconcile()
 
     assert second.git.branch_head(proposal.branch) is None
+
+
+def test_a_new_database_on_an_old_repository_never_takes_an_old_merge_for_a_new_one(
+    boot: Boot, tmp_path: Path
+) -> None:
+    first = boot()
+    old = first.engine.propose(FLOOR, actor=ALICE).proposal
+    assert old is not None
+    old_merge = first.engine.approve(old.id, actor=BOB).proposal.merge_sha
+    first.close()
+    for part in tmp_path.glob("opsgate.db*"):  # the database is lost, the repository kept
+        part.unlink()
+
+    second = boot()
+    new = second.engine.propose(wish("cart", "staging", ("replicas", 5)), actor=ALICE).proposal
+    assert new is not None
+    done = second.engine.approve(new.id, actor=BOB).proposal
+
+    assert done.merge_sha != old_merge
+    assert "replicaCount: 5" in second.git.read_file("helm-charts/cart/values-staging.yaml")
