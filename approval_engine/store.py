@@ -246,26 +246,20 @@ def write_proposal(session: Session, proposal: Proposal) -> None:
 
 def load_proposal(session: Session, proposal_id: str) -> Proposal | None:
     row = session.get(ProposalRow, proposal_id)
-    if row is None:
-        return None
-    approvals = session.scalars(
+    return None if row is None else to_proposal(row, _approvals(session, proposal_id))
+
+
+def _approvals(session: Session, proposal_id: str) -> Sequence[ApprovalRow]:
+    return session.scalars(
         select(ApprovalRow).where(ApprovalRow.proposal_id == proposal_id).order_by(ApprovalRow.id)
     ).all()
-    return to_proposal(row, approvals)
 
 
 def load_proposals(session: Session, *, states: Sequence[State] | None = None) -> list[Proposal]:
     query = select(ProposalRow).order_by(ProposalRow.created_at, ProposalRow.id)
     if states is not None:
         query = query.where(ProposalRow.state.in_([s.value for s in states]))
-    rows = session.scalars(query).all()
-    out = []
-    for row in rows:
-        approvals = session.scalars(
-            select(ApprovalRow).where(ApprovalRow.proposal_id == row.id).order_by(ApprovalRow.id)
-        ).all()
-        out.append(to_proposal(row, approvals))
-    return out
+    return [to_proposal(row, _approvals(session, row.id)) for row in session.scalars(query)]
 
 
 def load_pending_closes(session: Session) -> list[Proposal]:
