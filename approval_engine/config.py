@@ -72,6 +72,9 @@ class KnobSpec(Strict):
 
 
 class ServiceTarget(Strict):
+    kind: Literal["workload", "database"] = Field(
+        default="workload", description="workloads run pods with replicas; databases do not"
+    )
     environments: list[str] = Field(min_length=1)
     argocd_app: str = Field(default="{service}-{env}", description="ArgoCD application name")
     knobs: dict[str, KnobSpec]
@@ -79,6 +82,10 @@ class ServiceTarget(Strict):
 
 class TargetsConfig(Strict):
     services: dict[str, ServiceTarget] = Field(min_length=1)
+    signals: dict[str, str] = Field(
+        default_factory=dict,
+        description="PromQL per named signal; $service and $env expand (string.Template)",
+    )
 
 
 # --- policy.yaml --------------------------------------------------------------------------

@@ -37,6 +37,16 @@ class Targets:
     def services(self) -> list[str]:
         return list(self._config.services)
 
+    def workloads(self) -> list[str]:
+        """The services that run pods (not databases): what the cluster and /status show."""
+        return [n for n, t in self._config.services.items() if t.kind == "workload"]
+
+    def kind(self, service: str) -> str:
+        return self.service(service).kind
+
+    def signals(self) -> dict[str, str]:
+        return dict(self._config.signals)
+
     def environments(self, service: str) -> list[str]:
         return list(self.service(service).environments)
 

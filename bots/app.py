@@ -88,7 +88,7 @@ def build_runtime(
     store = Store(settings.database_url())
     targets = Targets(config.targets)
     cluster = SimulatedCluster(
-        services=targets.services(), environments=targets.all_environments(), clock=clock
+        services=targets.workloads(), environments=targets.all_environments(), clock=clock
     )
     deployer = SimulatedArgoCD(
         cluster=cluster,

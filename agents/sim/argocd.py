@@ -19,7 +19,7 @@ ReadAt = Callable[[str, str], str]
 @dataclass
 class _Synced:
     revision: str
-    spec: WorkloadSpec
+    spec: WorkloadSpec | None  # None for targets without pods (databases)
 
 
 def _millicores(value: Scalar) -> int:
@@ -73,8 +73,10 @@ class SimulatedArgoCD:
             knobs = self._targets.read_all(
                 service, env, read_file=lambda path: self._read_at(path, revision)
             )
-            spec = spec_from_knobs(knobs)
-            self._cluster.apply(service, env, spec)
+            spec = None
+            if self._targets.kind(service) == "workload":
+                spec = spec_from_knobs(knobs)
+                self._cluster.apply(service, env, spec)
         except (SimulationError, TargetError, ValueError) as e:
             raise BackendError(f"{app}: cannot apply revision {revision[:7]}: {e}") from e
         self._synced[app] = _Synced(revision=revision, spec=spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from approval_engine.deploy import Deployer
+from bots.errors import CommandError
 from bots.router import Context, Router
 from bots.types import Reply, Table
 
@@ -20,9 +21,10 @@ def install(router: Router) -> None:
     def status(ctx: Context) -> Reply:
         services = ctx.services
         wanted = ctx.args[0] if ctx.args else None
-        names = services.targets.services()
+        names = services.targets.workloads()
         if wanted is not None:
-            services.targets.service(wanted)  # a clear error for an unknown name
+            if services.targets.kind(wanted) != "workload":  # also a clear error for a typo
+                raise CommandError(f"{wanted} is a {services.targets.kind(wanted)}, not a workload")
             names = [wanted]
         tables = []
         for env in services.targets.all_environments():
