@@ -110,7 +110,7 @@ def resolve(config: AgentsConfig, registry: Registry, *, path: Path) -> list[Con
                 f"{path}: agents.{name}: no such agent (known: {', '.join(registry.names())})"
             )
     resolved: list[ConfiguredAgent] = []
-    for spec in registry:
+    for spec in sorted(registry, key=lambda s: s.name):
         entry = config.agents.get(spec.name)
         try:
             settings = spec.settings.model_validate(entry.settings if entry else {})

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from agents.runner import AgentRunner, Sources
+from agents.scheduler import AgentScheduler
 from agents.sim.argocd import SimulatedArgoCD
 from agents.sim.cluster import SimulatedCluster
+from agents.sim.cost import SimulatedBill
+from agents.sim.metrics import SimulatedMetrics, demo_databases
+from agents.store import AgentDB
 from approval_engine.engine import Engine, utc_now
 from approval_engine.notify import Notifier
 from approval_engine.prs.local_git import LocalGitBackend
 from approval_engine.rbac import Directory
 from approval_engine.store import Store
 from approval_engine.targets import Targets
+from bots.agent_bridge import announce_run, submitter
 from bots.commands import install_all
 from bots.config import ConfigBundle
 from bots.errors import StartupError
@@ -38,8 +45,25 @@ class Runtime:
     engine: Engine
     services: Services
     gateway: Gateway
+    agents: AgentRunner
+    scheduler: AgentScheduler | None = None
+
+    def start_scheduler(self) -> None:
+        """Run the enabled agents on their schedules, in background threads."""
+        if self.scheduler is None:
+            self.scheduler = AgentScheduler(
+                self.agents,
+                engine=self.store.engine,
+                on_result=lambda result: announce_run(self.gateway, result),
+                clock=self.agents.clock,
+            )
+            self.services.scheduler = self.scheduler
+            self.scheduler.start()
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+        self.agents.close()
         self.store.close()
 
 
@@ -105,6 +129,35 @@ def build_runtime(
         policy=config.policy,
         clock=clock,
     )
+    lock = threading.RLock()
+    databases = [s for s in targets.services() if targets.kind(s) == "database"]
+    metrics = SimulatedMetrics(
+        cluster, databases=demo_databases(databases, targets.all_environments())
+    )
+    bill = SimulatedBill(
+        cluster,
+        databases={
+            name: {
+                env: str(engine.current_values(name, env).get("instance_class"))
+                for env in targets.environments(name)
+            }
+            for name in databases
+        },
+    )
+    agents = AgentRunner(
+        agents=config.configured_agents,
+        db=AgentDB(store.engine),
+        sources=Sources(
+            metrics=metrics,
+            targets=targets,
+            knobs=engine,
+            workloads=tuple(targets.workloads()),
+            cost=bill,
+        ),
+        defaults=config.agents.defaults,
+        submit=submitter(engine, lock),
+        clock=clock,
+    )
     services = Services(
         engine=engine,
         directory=Directory(config.users),
@@ -112,7 +165,9 @@ def build_runtime(
         cluster=cluster,
         deployer=deployer,
         default_env=config.general.default_env,
+        agents=agents,
         demo=demo,
+        lock=lock,
     )
     gateway = Gateway(router=install_all(Router()), services=services, notifier=notifier)
     return Runtime(
@@ -124,4 +179,5 @@ def build_runtime(
         engine=engine,
         services=services,
         gateway=gateway,
+        agents=agents,
     )

@@ -9,13 +9,16 @@ from typing import Annotated
 
 import typer
 
+from agents.errors import AgentError
 from approval_engine import audit
 from approval_engine.errors import ApprovalError, ConfigError
 from approval_engine.store import Store
 from bots.app import build_runtime
+from bots.commands.agents import run_reply
 from bots.config import ConfigBundle, load_config
 from bots.console import ConsoleAdapter, ConsoleNotifier
 from bots.errors import BotError
+from bots.render import render_text
 from bots.settings import PROJECT_ROOT, RuntimeSettings
 
 app = typer.Typer(
@@ -26,7 +29,9 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check the YAML configuration.", no_args_is_help=True)
 audit_app = typer.Typer(help="Read and verify the hash-chained audit log.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+agents_app = typer.Typer(help="The analyzer agents: list them, run one now.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(agents_app, name="agents")
 
 DataDir = Annotated[
     Path | None,
@@ -92,6 +97,8 @@ def _converse(settings: RuntimeSettings, *, user: str | None, demo: bool, reset:
             err=True,
         )
     runtime.gateway.tick()  # resume whatever a previous run left in flight
+    if settings.scheduler:
+        runtime.start_scheduler()
     try:
         adapter.start(lambda event: runtime.gateway.dispatch(event, adapter.send))
     except KeyboardInterrupt:
@@ -161,6 +168,52 @@ def audit_tail(
             f"{entry.id:>5}  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor:<12} "
             f"{entry.action:<10} {entry.subject:<12} {detail}"
         )
+
+
+@agents_app.command("list")
+def agents_list(config_dir: ConfigDir = None) -> None:
+    """Every registered agent: enabled or not, schedule, timeout, what it does."""
+    config = _load(_settings(None, config_dir))
+    for agent in config.configured_agents:
+        typer.echo(
+            f"{agent.name:<18} {'enabled ' if agent.enabled else 'disabled'} "
+            f"{agent.schedule():<16} timeout {agent.timeout.total_seconds():>4.0f}s  "
+            f"{'proposes' if agent.spec.proposes else 'analyzes'}  {agent.spec.summary}"
+        )
+
+
+@agents_app.command("run")
+def agents_run(
+    name: Annotated[str, typer.Argument(help="agent name, as `opsgate agents list` shows it")],
+    optimize: Annotated[
+        bool, typer.Option("--optimize", help="also hand its change requests to the engine")
+    ] = False,
+    data_dir: DataDir = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Run one agent now on the data directory's sources and print its findings."""
+    settings = _settings(data_dir, config_dir)
+    config = _load(settings)
+    try:
+        runtime = build_runtime(settings, config, notifier=ConsoleNotifier(sys.stdout), demo=True)
+    except (BotError, ApprovalError) as e:
+        raise _fail(str(e)) from e
+    try:
+        try:
+            agent = runtime.agents.get(name)
+        except AgentError as e:
+            raise _fail(str(e)) from e
+        if optimize and not agent.spec.proposes:
+            raise _fail(f"{agent.name} only analyzes; it never proposes changes")
+        result = runtime.agents.run(
+            agent.name, mode="optimize" if optimize else "analyze", trigger="cli"
+        )
+        typer.echo(render_text(run_reply(result)))
+        runtime.gateway.tick()
+    finally:
+        runtime.close()
+    if result.outcome != "ok":
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

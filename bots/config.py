@@ -8,6 +8,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from agents.config import AgentsConfig, ConfiguredAgent, resolve
+from agents.errors import AgentConfigError
+from agents.registry import Registry, load_builtin
 from approval_engine.config import (
     PolicyConfig,
     TargetsConfig,
@@ -28,9 +31,13 @@ class ConfigBundle:
     users: UsersConfig
     policy: PolicyConfig
     targets: TargetsConfig
+    agents: AgentsConfig
+    configured_agents: tuple[ConfiguredAgent, ...]
 
 
-def load_config(config_dir: Path, *, repo_root: Path | None = None) -> ConfigBundle:
+def load_config(
+    config_dir: Path, *, repo_root: Path | None = None, registry: Registry | None = None
+) -> ConfigBundle:
     """Every problem across all files, each naming file, key and reason, in one ConfigError."""
     if not config_dir.is_dir():
         raise ConfigError([f"{config_dir}: config directory not found"])
@@ -47,9 +54,25 @@ def load_config(config_dir: Path, *, repo_root: Path | None = None) -> ConfigBun
     users = load("users.yaml", UsersConfig)
     policy = load("policy.yaml", PolicyConfig)
     targets = load("targets.yaml", TargetsConfig)
-    if general is None or users is None or policy is None or targets is None:
+    agents = load("agents.yaml", AgentsConfig, missing_ok=True)
+    configured: list[ConfiguredAgent] = []
+    if agents is not None:
+        try:
+            configured = resolve(
+                agents, registry or load_builtin(), path=config_dir / "agents.yaml"
+            )
+        except AgentConfigError as e:
+            problems.extend(e.problems)
+    if general is None or users is None or policy is None or targets is None or agents is None:
         raise ConfigError(problems)
-    bundle = ConfigBundle(general=general, users=users, policy=policy, targets=targets)
+    bundle = ConfigBundle(
+        general=general,
+        users=users,
+        policy=policy,
+        targets=targets,
+        agents=agents,
+        configured_agents=tuple(configured),
+    )
     problems.extend(_cross_check(bundle, config_dir))
     if repo_root is not None:
         problems.extend(_check_knobs(bundle, config_dir, repo_root))

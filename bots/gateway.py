@@ -6,8 +6,8 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from agents.errors import SourceError, SourceUnavailableError, UnknownAgentError
 from approval_engine.errors import (
-    ApprovalError,
     BackendError,
     EditError,
     InvalidTransitionError,
@@ -26,13 +26,15 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 4000
 
 # Engine errors whose text is written for people and safe to show in chat.
-SAFE_ERRORS: tuple[type[ApprovalError], ...] = (
+SAFE_ERRORS: tuple[type[Exception], ...] = (
     PolicyDeniedError,
     ProposalNotFoundError,
     TargetError,
     EditError,
     InvalidTransitionError,
     BackendError,
+    UnknownAgentError,
+    SourceError,
 )
 
 
@@ -52,10 +54,11 @@ class Gateway:
 
     def handle(self, event: ChatEvent) -> Reply:
         """One message in, one reply out; afterwards in-flight proposals move and are announced."""
-        try:
-            reply = self._handle(event)
-        except Exception:
-            reply = self._apology(event)
+        with self.services.lock:
+            try:
+                reply = self._handle(event)
+            except Exception:
+                reply = self._apology(event)
         return reply
 
     def dispatch(self, event: ChatEvent, send: Callable[[Reply], None]) -> None:
@@ -65,15 +68,16 @@ class Gateway:
 
     def tick(self) -> None:
         """Drive in-flight proposals and send what they announce; never raises."""
-        try:
-            self.services.engine.reconcile()
-        except Exception:
-            log.exception("reconcile failed; will retry on the next tick")
-        if self.notifier is not None:
+        with self.services.lock:
             try:
-                self.services.engine.deliver(self.notifier)
+                self.services.engine.reconcile()
             except Exception:
-                log.exception("delivering announcements failed; will retry on the next tick")
+                log.exception("reconcile failed; will retry on the next tick")
+            if self.notifier is not None:
+                try:
+                    self.services.engine.deliver(self.notifier)
+                except Exception:
+                    log.exception("delivering announcements failed; will retry on the next tick")
 
     def _handle(self, event: ChatEvent) -> Reply:
         text = event.text
@@ -115,6 +119,8 @@ class Gateway:
             return _error(str(e))
         except PolicyDeniedError as e:
             return _error(f"Not allowed: {e}.")
+        except SourceUnavailableError as e:
+            return _error(f"{e}. Showing nothing rather than stale numbers; try again shortly.")
         except SAFE_ERRORS as e:
             return _error(str(e))
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
+from agents.runner import AgentRunner
+from agents.scheduler import AgentScheduler
 from agents.sources.cluster import ClusterSource
 from approval_engine.deploy import Deployer
 from approval_engine.engine import Engine
@@ -19,6 +22,10 @@ class Services:
     cluster: ClusterSource
     deployer: Deployer
     default_env: str
+    agents: AgentRunner
+    scheduler: AgentScheduler | None = None
     demo: bool = False
     # Demo only: who each console channel speaks as after /as.
     speakers: dict[str, str] = field(default_factory=dict)
+    # One engine operation at a time: chat commands, ticks and scheduled agents' proposals.
+    lock: threading.RLock = field(default_factory=threading.RLock)

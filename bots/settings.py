@@ -21,6 +21,11 @@ class RuntimeSettings(BaseSettings):
         default=None, description="SQLAlchemy URL; default SQLite under data_dir"
     )
 
+    scheduler: bool = Field(
+        default=True,
+        description="run agents on their schedules (OPSGATE_SCHEDULER=false: only on demand)",
+    )
+
     def database_url(self) -> str:
         if self.store_url is not None:
             return self.store_url.get_secret_value()

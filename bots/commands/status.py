@@ -1,8 +1,9 @@
-"""/status: services per environment, open proposals."""
+"""/status: services per environment, open proposals, agents."""
 
 from __future__ import annotations
 
 from approval_engine.deploy import Deployer
+from bots.commands.agents import ago
 from bots.errors import CommandError
 from bots.router import Context, Router
 from bots.types import Reply, Table
@@ -16,7 +17,9 @@ def _sync(deployer: Deployer, app: str) -> str:
 
 def install(router: Router) -> None:
     @router.command(
-        "status", usage="/status [service]", summary="services per environment and open proposals"
+        "status",
+        usage="/status [service]",
+        summary="services per environment, open proposals and agents",
     )
     def status(ctx: Context) -> Reply:
         services = ctx.services
@@ -84,5 +87,28 @@ def install(router: Router) -> None:
                     ),
                 )
             )
+        tables.append(_agents_table(ctx))
         footer = () if proposals else ("No open proposals.",)
         return Reply(tables=tuple(tables), footer=footer)
+
+
+def _agents_table(ctx: Context) -> Table:
+    runner = ctx.services.agents
+    now = runner.clock()
+    counts: dict[str, int] = {}
+    for row in runner.findings():
+        counts[row.agent] = counts.get(row.agent, 0) + 1
+    rows = []
+    for agent in runner.agents():
+        last = runner.last_run(agent.name)
+        rows.append(
+            (
+                agent.name,
+                agent.schedule() if agent.enabled else "disabled",
+                f"{ago(last.started_at, now)}: {last.outcome}" if last else "never",
+                str(counts.get(agent.name, 0)),
+            )
+        )
+    return Table(
+        title="Agents", columns=("agent", "schedule", "last run", "findings"), rows=tuple(rows)
+    )
