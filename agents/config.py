@@ -90,10 +90,11 @@ class ConfiguredAgent:
         if self.cron is not None:
             return f"cron {self.cron}"
         assert self.every is not None
-        return f"every {_short(self.every)}"
+        return f"every {short_duration(self.every)}"
 
 
-def _short(delta: timedelta) -> str:
+def short_duration(delta: timedelta) -> str:
+    """`15m`, `48h`, `7d`: a duration as people write it in agents.yaml."""
     seconds = int(delta.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
