@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
+from string import Template
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -14,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from ruamel.yaml import YAML
@@ -86,6 +88,18 @@ class TargetsConfig(Strict):
         default_factory=dict,
         description="PromQL per named signal; $service and $env expand (string.Template)",
     )
+
+    @field_validator("signals")
+    @classmethod
+    def _templates(cls, signals: dict[str, str]) -> dict[str, str]:
+        for name, text in signals.items():
+            template = Template(text)
+            if not template.is_valid():
+                raise ValueError(f"{name}: a $ that starts no placeholder ($$ is a literal $)")
+            unknown = sorted(set(template.get_identifiers()) - {"service", "env"})
+            if unknown:
+                raise ValueError(f"{name}: unknown placeholder ${unknown[0]}; use $service, $env")
+        return signals
 
 
 # --- policy.yaml --------------------------------------------------------------------------

@@ -15,6 +15,9 @@ from agents.sim.argocd import SimulatedArgoCD
 from agents.sim.cluster import SimulatedCluster
 from agents.sim.cost import SimulatedBill
 from agents.sim.metrics import SimulatedMetrics, demo_databases
+from agents.sources.aws_cost import AwsCostSource
+from agents.sources.base import CostSource, MetricsSource
+from agents.sources.prometheus import PrometheusSource
 from agents.store import AgentDB
 from approval_engine.engine import Engine, utc_now
 from approval_engine.notify import Notifier
@@ -99,6 +102,53 @@ def prepare_data_dir(
     )
 
 
+def _sources(
+    settings: RuntimeSettings,
+    config: ConfigBundle,
+    *,
+    cluster: SimulatedCluster,
+    targets: Targets,
+    engine: Engine,
+) -> tuple[MetricsSource, CostSource | None]:
+    """What agents read: the simulation by default, Prometheus and AWS when configured."""
+    chosen = config.general.sources
+    databases = [s for s in targets.services() if targets.kind(s) == "database"]
+    metrics: MetricsSource
+    if chosen.metrics == "prometheus":
+        token = settings.prometheus_token
+        metrics = PrometheusSource(
+            url=chosen.prometheus.url,
+            signals=targets.signals(),
+            timeout=chosen.prometheus.timeout,
+            verify_tls=chosen.prometheus.verify_tls,
+            headers={"Authorization": f"Bearer {token.get_secret_value()}"} if token else None,
+        )
+    else:
+        metrics = SimulatedMetrics(
+            cluster, databases=demo_databases(databases, targets.all_environments())
+        )
+    cost: CostSource | None = None
+    if chosen.cost == "aws":
+        cost = AwsCostSource(
+            region=chosen.aws_cost.region,
+            endpoint_url=chosen.aws_cost.endpoint_url,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=settings.aws_secret_access_key,
+        )
+    elif chosen.cost == "simulation":
+        cost = SimulatedBill(
+            cluster,
+            databases={
+                name: {
+                    env: str(engine.current_values(name, env).get("instance_class"))
+                    for env in targets.environments(name)
+                }
+                for name in databases
+            },
+        )
+    return metrics, cost
+
+
 def build_runtime(
     settings: RuntimeSettings,
     config: ConfigBundle,
@@ -130,20 +180,7 @@ def build_runtime(
         clock=clock,
     )
     lock = threading.RLock()
-    databases = [s for s in targets.services() if targets.kind(s) == "database"]
-    metrics = SimulatedMetrics(
-        cluster, databases=demo_databases(databases, targets.all_environments())
-    )
-    bill = SimulatedBill(
-        cluster,
-        databases={
-            name: {
-                env: str(engine.current_values(name, env).get("instance_class"))
-                for env in targets.environments(name)
-            }
-            for name in databases
-        },
-    )
+    metrics, bill = _sources(settings, config, cluster=cluster, targets=targets, engine=engine)
     agents = AgentRunner(
         agents=config.configured_agents,
         db=AgentDB(store.engine),

@@ -78,7 +78,7 @@ def _converse(settings: RuntimeSettings, *, user: str | None, demo: bool, reset:
     notifier = ConsoleNotifier(sys.stdout)
     try:
         runtime = build_runtime(settings, config, notifier=notifier, demo=demo, reset=reset)
-    except (BotError, ApprovalError) as e:
+    except (BotError, ApprovalError, AgentError) as e:
         raise _fail(str(e)) from e
     adapter = ConsoleAdapter(
         stdin=sys.stdin.buffer,
@@ -196,7 +196,7 @@ def agents_run(
     config = _load(settings)
     try:
         runtime = build_runtime(settings, config, notifier=ConsoleNotifier(sys.stdout), demo=True)
-    except (BotError, ApprovalError) as e:
+    except (BotError, ApprovalError, AgentError) as e:
         raise _fail(str(e)) from e
     try:
         try:

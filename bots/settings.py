@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,13 @@ class RuntimeSettings(BaseSettings):
         default=None, description="SQLAlchemy URL; default SQLite under data_dir"
     )
 
+    prometheus_token: SecretStr | None = Field(
+        default=None, description="bearer token for Prometheus (OPSGATE_PROMETHEUS_TOKEN)"
+    )
+    aws_access_key_id: SecretStr | None = Field(
+        default=None, description="else boto3's usual chain: env, profile, instance role"
+    )
+    aws_secret_access_key: SecretStr | None = None
     scheduler: bool = Field(
         default=True,
         description="run agents on their schedules (OPSGATE_SCHEDULER=false: only on demand)",
@@ -46,6 +54,29 @@ class GitOpsSettings(BaseModel):
     )
 
 
+class PrometheusSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str = Field(default="http://localhost:9090", description="Prometheus base URL")
+    timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per query")
+    verify_tls: bool = True
+
+
+class AwsCostSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    region: str = Field(default="us-east-1", description="Cost Explorer's region")
+    endpoint_url: str | None = Field(default=None, description="another endpoint, e.g. a proxy")
+
+
+class SourcesSettings(BaseModel):
+    """Where agents read from; the demo's simulation needs nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    metrics: Literal["simulation", "prometheus"] = "simulation"
+    cost: Literal["simulation", "aws", "none"] = "simulation"
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    aws_cost: AwsCostSettings = Field(default_factory=AwsCostSettings)
+
+
 class GeneralConfig(BaseModel):
     """config/settings.yaml."""
 
@@ -53,3 +84,4 @@ class GeneralConfig(BaseModel):
     default_env: str = Field(default="staging", description="/scale's env when none is typed")
     demo: DemoSettings = Field(default_factory=DemoSettings)
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
