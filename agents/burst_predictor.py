@@ -1,17 +1,21 @@
 """BurstPredictor: raise an HPA's floor before recurring bursts new pods would start too late for.
 
-The method, per workload with an HPA:
+Per workload with an HPA:
 
-1. Demand history at `step` (5 min) is cut into hours and each hour keeps its PEAK, so a
-   burst shorter than an hour is not averaged away; `forecast()` (the M4-benchmarked one,
-   season 24) predicts the next `horizon` of hourly peaks.
-2. One pod's capacity at 100 % CPU is the median of demand / (replicas · cpu/100).
-3. An hour is a burst hour when the pods the HPA would already run for the hour before
-   (its peak at the target CPU, at least the floor) cannot carry this hour's peak plus
-   `headroom` at 100 % CPU, AND in at least `recurrence` of the past weeks the same hour of
-   the week held a rise of `min_lift_pct` within `pod_start` plus one sample. The second
-   test is what tells a step (the HPA cannot follow it) from the morning ramp (it can);
-   hourly numbers alone cannot, and a one-off spike in the history never recurs.
+1. Demand history at `step` is cut into hours and each keeps its PEAK, so a burst shorter
+   than an hour is not averaged away; `forecast()` (the M4-benchmarked one, season 24)
+   predicts the next `horizon` of hourly peaks.
+2. One pod serves the median of demand / (replicas · cpu/100) at 100 % CPU.
+3. An hour of the horizon is a burst hour when
+   - in `recurrence` of the past weeks (two at least) the same hour of the week held a rise
+     of `min_lift_pct` that came faster than `pod_start` plus one sample and lasted as
+     long: a step the HPA cannot follow, unlike the morning ramp (hourly numbers cannot
+     tell the two apart), and no one-off;
+   - its expected peak (the forecast, or the hour before times the past bursts' median
+     lift when that is higher: blending smooths a burst that one holiday week lacked)
+     rises `min_lift_pct` over the hour before;
+   - the pods the HPA runs for the hour before (at the target CPU, at least the floor)
+     cannot carry that peak plus `headroom` at 100 % CPU while new pods start.
 4. The floor proposed serves the peak plus headroom at the target CPU.
 """
 
@@ -53,10 +57,10 @@ class BurstPredictorSettings(AgentSettings):
         description="how far ahead to look for bursts, in whole hours",
     )
     history: Duration = Field(
-        # 22 days, not 21: forecast() takes the median of the past weeks only when it has
-        # three weeks and a day; from exactly 21 it takes two, and their median is their mean,
-        # so a holiday Monday in the history halves the next Monday's burst.
-        default=timedelta(days=22),
+        # Four weeks: a burst must recur in 3 of 4 (`recurrence`), which forgives one holiday
+        # Monday but not a random spike that hit the same hour twice. (forecast() takes the
+        # median of three past weeks only from 22 days on; from 21 it takes the mean of two.)
+        default=timedelta(days=28),
         ge=MIN_HISTORY,
         le=timedelta(days=90),
         description="demand history the forecast reads, in whole hours; 14 days at least",
@@ -82,13 +86,15 @@ class BurstPredictorSettings(AgentSettings):
         default=25.0,
         gt=0.0,
         le=1000.0,
-        description="ignore rises smaller than this (percent within pod_start plus one step)",
+        description="ignore rises smaller than this, in percent: over the hour before, and "
+        "within pod_start plus one step",
     )
     recurrence: float = Field(
-        default=0.5,
+        default=0.75,
         gt=0.0,
         le=1.0,
-        description="share of the past weeks that must show the rise at that hour of the week",
+        description="share of the past weeks that must show the rise at that hour of the week "
+        "(and two at least)",
     )
     lead: Duration = Field(
         default=timedelta(hours=1),
@@ -162,7 +168,7 @@ class Prediction:
 
     service: str
     env: str
-    now: datetime
+    origin: datetime  # ctx.now rounded down to the hour: where history ends, forecast starts
     signal: str
     times: tuple[datetime, ...] = ()
     point: tuple[float, ...] = ()
@@ -347,7 +353,7 @@ def predict(
     """
     now = _utc(ctx.now)
     end = now.replace(minute=0, second=0, microsecond=0)  # only whole hours are forecast
-    p = Prediction(service=service, env=env, now=end, signal=settings.signal)
+    p = Prediction(service=service, env=env, origin=end, signal=settings.signal)
     try:
         hpa = _hpa(ctx.knobs.current_values(service, env))
     except ValueError as e:
@@ -412,13 +418,16 @@ def _step_rises(values: FloatArray, *, lag: int) -> FloatArray:
     With lag = pod_start/step + 1 this is a rise that happens faster than new pods start
     and lasts at least as long, which the pods already running must carry alone. Taking
     the low side after and the high side before keeps one noisy sample from counting.
-    NaN where a sample is missing or the level before is not positive.
+    NaN where a window has no sample or the level before is not positive.
     """
     out = np.full(len(values), np.nan)
     if len(values) < 3 * lag:
         return out
     windows = np.lib.stride_tricks.sliding_window_view(values, lag)
-    low, high = windows.min(axis=1), windows.max(axis=1)  # NaN wins, so gaps drop out
+    finite = np.isfinite(windows)
+    some = finite.any(axis=1)  # a missing sample narrows a window; an empty one drops out
+    low = np.where(some, np.where(finite, windows, np.inf).min(axis=1), np.nan)
+    high = np.where(some, np.where(finite, windows, -np.inf).max(axis=1), np.nan)
     at = np.arange(2 * lag - 1, len(values) - lag + 1)
     after, before = low[at], high[at - 2 * lag + 1]
     ok = np.isfinite(after) & np.isfinite(before) & (before > 0)
@@ -529,7 +538,7 @@ def _recurrence(
 def _graph(p: Prediction, demand: FloatArray, step: timedelta) -> Graph:
     """The last three days of demand, the forecast with its upper band, the windows shaded."""
     count = min(len(demand), GRAPH_HISTORY // step)
-    first = p.now - step * count
+    first = p.origin - step * count
     history = Line(
         label=f"{p.signal}, every {step.total_seconds() / 60:g} min",
         times=tuple(first + step * i for i in range(count)),
