@@ -27,7 +27,7 @@ SERVICES = ("checkout", "cart", "search")
 CHART_ENVIRONMENTS = ("staging", "prod")
 
 # (min_replicas, max_replicas) of module "search_hpa" per environment.
-SEARCH_HPA = {"dev": (1, 2), "staging": (1, 4), "prod": (2, 10)}
+SEARCH_HPA = {"dev": (1, 2), "staging": (1, 4), "prod": (2, 24)}
 
 # (instance_class, deletion_protection) of module "orders_db" per environment.
 ORDERS_DB = {
@@ -65,8 +65,8 @@ VALUES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("search", "prod"): {
         "replicaCount": 3,
-        "autoscaling": (False, 2, 10, 70),
-        "cpu": "250m",
+        "autoscaling": (False, 2, 24, 70),
+        "cpu": "500m",
     },
 }
 

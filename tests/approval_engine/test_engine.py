@@ -115,7 +115,7 @@ def test_search_replica_floor_is_edited_in_terraform_not_in_its_chart(node: Node
     assert changed_files(node, base, node.git.base_head()) == ["terraform/environments/prod/hpa.tf"]
     spec = node.cluster.spec("search", "prod")
     assert spec is not None
-    assert (spec.hpa_enabled, spec.min_replicas, spec.max_replicas) == (True, 4, 10)
+    assert (spec.hpa_enabled, spec.min_replicas, spec.max_replicas) == (True, 4, 24)
 
 
 def test_cart_in_staging_has_no_hpa_so_its_replica_count_is_edited(node: Node) -> None:

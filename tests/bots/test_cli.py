@@ -1,5 +1,6 @@
 """The `opsgate` command as a newcomer runs it: piped demo conversations, config check, audit."""
 
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -154,3 +155,24 @@ def test_audit_verify_names_a_removed_row(demo_data: Path) -> None:
     result = run("audit", "verify", "--data-dir", str(demo_data), cwd=demo_data.parent)
     assert result.returncode == 1
     assert "row 3 is missing" in result.stderr
+
+
+def test_the_readme_burst_conversation(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    if now.weekday() == 0 and 8 <= now.hour < 12:
+        pytest.skip("during Monday's burst the window is too late for a reviewed change")
+    script = (
+        b"/predict checkout prod\n/agent BurstPredictor optimize\n"
+        b"/as bob\n/approve burst-1\n/as dave\n/approve burst-1\n/status checkout\n"
+    )
+    result = run("demo", stdin=script, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "checkout/prod: Mon" in out
+    assert "opened burst-1" in out
+    assert "1 of 2 approvals" in out and "2 of 2 approvals" in out
+    assert "applied" in out.split("2 of 2 approvals", 1)[1]
+    floor = re.search(r" (\d+)-\d+ @70%", status_row(out, "prod", "checkout"))
+    assert floor is not None and int(floor.group(1)) > 3  # was 3 before burst-1

@@ -9,6 +9,6 @@ module "search_hpa" {
   namespace = "prod"
   # floor agreed with the search team
   min_replicas           = 2
-  max_replicas           = 10
+  max_replicas           = 24
   target_cpu_utilization = 70
 }
