@@ -20,6 +20,7 @@ __all__ = [
     "AgentSettings",
     "Finding",
     "KnobReader",
+    "ProposingAgent",
     "Severity",
     "TargetView",
 ]
@@ -122,3 +123,19 @@ class Agent(Generic[S]):
 
     def optimize(self, ctx: AgentContext) -> list[Finding]:
         return self.analyze(ctx)
+
+
+class ProposingAgent(Agent[S]):
+    """An agent whose analysis and proposals are one pass: implement `run`."""
+
+    proposes = True
+
+    def analyze(self, ctx: AgentContext) -> list[Finding]:
+        return self.run(ctx, propose=False)
+
+    def optimize(self, ctx: AgentContext) -> list[Finding]:
+        return self.run(ctx, propose=True)
+
+    def run(self, ctx: AgentContext, *, propose: bool) -> list[Finding]:
+        """The findings; with `propose`, those that want a change carry a ChangeRequest."""
+        raise NotImplementedError

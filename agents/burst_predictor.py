@@ -33,7 +33,7 @@ from agents._burst import (
     hpa_knobs,
     predict,
 )
-from agents.base import Agent, AgentContext, Finding
+from agents.base import AgentContext, Finding, ProposingAgent
 from agents.registry import registry
 from approval_engine.model import ChangeRequest, KnobChange, Scalar
 
@@ -43,18 +43,10 @@ FloatArray = npt.NDArray[np.float64]
 
 
 @registry.agent(name="BurstPredictor", settings=BurstPredictorSettings, every="15m", timeout="2m")
-class BurstPredictor(Agent[BurstPredictorSettings]):
+class BurstPredictor(ProposingAgent[BurstPredictorSettings]):
     """Forecasts demand bursts an HPA cannot absorb while pods start; proposes a higher floor."""
 
-    proposes = True
-
-    def analyze(self, ctx: AgentContext) -> list[Finding]:
-        return self._run(ctx, propose=False)
-
-    def optimize(self, ctx: AgentContext) -> list[Finding]:
-        return self._run(ctx, propose=True)
-
-    def _run(self, ctx: AgentContext, *, propose: bool) -> list[Finding]:
+    def run(self, ctx: AgentContext, *, propose: bool) -> list[Finding]:
         findings: list[Finding] = []
         for service in ctx.workloads:
             for env in ctx.targets.environments(service):

@@ -18,7 +18,7 @@ from agents._cost_report import (
     latest_complete_day,
     read_report,
 )
-from agents.base import Agent, AgentContext, Finding, Severity
+from agents.base import AgentContext, Finding, ProposingAgent, Severity
 from agents.errors import SourceError
 from agents.registry import registry
 from approval_engine.model import ChangeRequest, KnobChange
@@ -61,18 +61,10 @@ class _Idle:
 
 
 @registry.agent(name=NAME, settings=CostWatcherSettings, every="1h", timeout="2m")
-class CostWatcher(Agent[CostWatcherSettings]):
+class CostWatcher(ProposingAgent[CostWatcherSettings]):
     """Watches the AWS bill for budget breaches and jumps; proposes downsizing idle databases."""
 
-    proposes = True
-
-    def analyze(self, ctx: AgentContext) -> list[Finding]:
-        return self._run(ctx, propose=False)
-
-    def optimize(self, ctx: AgentContext) -> list[Finding]:
-        return self._run(ctx, propose=True)
-
-    def _run(self, ctx: AgentContext, *, propose: bool) -> list[Finding]:
+    def run(self, ctx: AgentContext, *, propose: bool) -> list[Finding]:
         report = None if ctx.cost is None else cost_report(ctx, self.settings)
         findings = self._bill_findings(ctx, report)
         for service, env in self._databases(ctx):
