@@ -126,6 +126,26 @@ def test_config_check_finds_a_knob_that_points_nowhere(tmp_path: Path) -> None:
     assert "replicaCnt" in result.stderr
 
 
+def test_config_check_names_bad_agent_settings_and_signal_templates(tmp_path: Path) -> None:
+    broken = tmp_path / "config"
+    shutil.copytree(REPO / "config", broken)
+    agents = broken / "agents.yaml"
+    agents.write_text(
+        agents.read_text().replace("      horizon: 7d", "      horizon: 9d\n      colour: red")
+    )
+    targets = broken / "targets.yaml"
+    targets.write_text(targets.read_text().replace('service="$service"', 'service="$svc"', 1))
+    result = run("config", "check", "--config", str(broken), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "agents.yaml: agents.BurstPredictor.settings.horizon: Input should be less" in (
+        result.stderr
+    )
+    assert "agents.yaml: agents.BurstPredictor.settings.colour: Extra inputs" in result.stderr
+    assert "targets.yaml: signals: Value error, requests: unknown placeholder $svc" in (
+        result.stderr
+    )
+
+
 @pytest.fixture
 def demo_data(tmp_path: Path) -> Path:
     script = b"/scale checkout 4\n/as bob\n/approve scale-1\n/as carol\n/reject scale-1\n"
