@@ -129,6 +129,32 @@ def chat(
     _converse(_settings(data_dir, config_dir), user=user, demo=False, reset=False)
 
 
+@app.command("serve")
+def serve_command(
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    host: Annotated[
+        str, typer.Option("--host", help="address to listen on; 0.0.0.0 for every interface")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8080,
+) -> None:
+    """The web app (/healthz, /readyz, /metrics), the agents' scheduler and the tick loop.
+
+    Chat webhooks (Slack, Telegram) are not served yet; until they are, announcements stay
+    queued in the store and the GitOps repository is the data directory's sandbox.
+    """
+    from bots.serve import serve  # fastapi and uvicorn load only for this command
+
+    settings = _settings(data_dir, config_dir)
+    config = _load(settings)
+    logging.getLogger().setLevel(logging.INFO)  # start-up, shutdown and the access log
+    try:
+        runtime = build_runtime(settings, config, notifier=None, demo=False)
+    except (BotError, ApprovalError, AgentError) as e:
+        raise _fail(str(e)) from e
+    serve(runtime, host=host, port=port, start_scheduler=settings.scheduler)
+
+
 @config_app.command("check")
 def config_check(config_dir: ConfigDir = None) -> None:
     """Validate every file of config/; each problem names file, key and reason."""
