@@ -321,3 +321,26 @@ def test_on_the_demo_simulation_the_idle_staging_database_is_downsized() -> None
     )
     assert found["cost:summary"].detail.startswith("Top by service tag: orders-db $7.13, checkout")
     assert not [k for k in found if k.startswith("budget:")]
+
+
+@pytest.mark.parametrize("day", range(24, 32))
+def test_a_holiday_week_on_the_simulated_bill_raises_no_alarm(day: int) -> None:
+    # Christmas and Boxing Day cut traffic, so replicas and EC2 cost dip and come back; the
+    # dip is under every threshold and the return to normal is no jump either.
+    now = datetime(2026, 12, day, 6, tzinfo=UTC)
+    cluster = SimulatedCluster(
+        services=("checkout", "cart", "search"),
+        environments=("staging", "prod"),
+        clock=lambda: now,
+    )
+    found = keyed(
+        run_once(
+            CostWatcher,
+            now=now,
+            metrics=ArrayMetrics(),
+            cost=SimulatedBill(cluster),
+            targets=StaticTargets(envs=WORKLOADS),
+        )
+    )
+    assert list(found) == ["cost:summary"]
+    assert found["cost:summary"].severity == "info"
