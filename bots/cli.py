@@ -85,6 +85,7 @@ def _converse(settings: RuntimeSettings, *, user: str | None, demo: bool, reset:
         stdout=sys.stdout,
         user=speaker,
         interactive=interactive,
+        graphs_dir=settings.data_dir / "graphs",
         speaker=lambda: runtime.services.speakers.get("console", f"console:{speaker}").split(
             ":", 1
         )[1],

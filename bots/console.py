@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from approval_engine.notify import Announcement
@@ -25,6 +28,7 @@ class ConsoleAdapter:
         user: str,
         interactive: bool,
         speaker: Callable[[], str] | None = None,
+        graphs_dir: Path | None = None,
     ) -> None:
         self._stdin = stdin
         self._stdout = stdout
@@ -32,6 +36,8 @@ class ConsoleAdapter:
         self._interactive = interactive
         self._speaker = speaker or (lambda: self._user)
         self._running = False
+        self._graphs_dir = graphs_dir
+        self._graphs = 0
 
     def start(self, sink: Sink) -> None:
         """Read until end of input (or /quit when interactive), one event per line."""
@@ -67,6 +73,13 @@ class ConsoleAdapter:
         self._running = False
 
     def send(self, reply: Reply) -> None:
+        if reply.image_png is not None and self._graphs_dir is not None:
+            # A terminal shows no images: keep the graph as a file and say where.
+            self._graphs_dir.mkdir(parents=True, exist_ok=True)
+            self._graphs += 1
+            path = self._graphs_dir / f"graph-{datetime.now(UTC):%Y%m%d-%H%M%S}-{self._graphs}.png"
+            path.write_bytes(reply.image_png)
+            reply = replace(reply, image_png=None, footer=(*reply.footer, f"(graph: {path})"))
         text = render_text(reply)
         if text:
             self._stdout.write(text + "\n")

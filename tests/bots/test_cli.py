@@ -191,6 +191,9 @@ def test_the_readme_burst_conversation(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "checkout/prod: Mon" in out
+    graphs = list((tmp_path / "opsgate-data" / "graphs").glob("graph-*.png"))
+    assert graphs and graphs[0].read_bytes()[:4] == b"\x89PNG"
+    assert f"(graph: {graphs[0].relative_to(tmp_path)})" in out
     assert "opened burst-1" in out
     assert "1 of 2 approvals" in out and "2 of 2 approvals" in out
     assert "applied" in out.split("2 of 2 approvals", 1)[1]
