@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
 
 from bots.app import Runtime
-from bots.web import create_app
+from bots.web import create_app, register_adapter
 
 __all__ = ["make_server", "serve"]
 
@@ -41,6 +41,7 @@ def serve(
     tick_every: float = 5.0,
     graceful_timeout: int = 30,
     routers: Sequence[APIRouter] = (),
+    adapters: Sequence[tuple[str, Callable[[], bool]]] = (),
 ) -> None:
     """Serve until SIGTERM or SIGINT; the app's shutdown closes the runtime.
 
@@ -51,6 +52,8 @@ def serve(
     app = create_app(
         runtime, tick_every=tick_every, start_scheduler=start_scheduler, routers=routers
     )
+    for name, started in adapters:
+        register_adapter(app, name, started)
     server = make_server(app, host=host, port=port, graceful_timeout=graceful_timeout)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -29,6 +29,10 @@ class RuntimeSettings(BaseSettings):
         default=None, description="else boto3's usual chain: env, profile, instance role"
     )
     aws_secret_access_key: SecretStr | None = None
+    slack_bot_token: SecretStr | None = Field(default=None, description="xoxb-… bot token")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, description="verifies that requests come from Slack"
+    )
     scheduler: bool = Field(
         default=True,
         description="run agents on their schedules (OPSGATE_SCHEDULER=false: only on demand)",
@@ -77,6 +81,21 @@ class SourcesSettings(BaseModel):
     aws_cost: AwsCostSettings = Field(default_factory=AwsCostSettings)
 
 
+class SlackSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = False
+    api_base_url: str | None = Field(
+        default=None, description="Slack Web API base, e.g. an Enterprise proxy; default Slack's"
+    )
+
+
+class ChatSettings(BaseModel):
+    """Which chat platforms `opsgate serve` talks to; secrets come from the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+
+
 class GeneralConfig(BaseModel):
     """config/settings.yaml."""
 
@@ -85,3 +104,4 @@ class GeneralConfig(BaseModel):
     demo: DemoSettings = Field(default_factory=DemoSettings)
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
