@@ -17,6 +17,7 @@ from approval_engine.editors._scalar import (
     check_scalar,
     describe,
     edit_error,
+    escape_double_quoted,
 )
 
 _NULL_TAG = "tag:yaml.org,2002:null"
@@ -26,7 +27,6 @@ _PLAIN_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./@+:-]*")
 # null there, and digit strings like 1:20, 0x1F or 2024-01-01 are numbers or dates.
 _YAML11_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 _YAML11_NUMBERISH = re.compile(r"[-+]?(?:[0-9][0-9_:.eE+-]*|0[xXoObB][0-9a-fA-F_]*)")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 @dataclass(frozen=True)
@@ -248,15 +248,7 @@ def _plain_is_safe(value: str, *, in_flow: bool) -> bool:
 
 
 def _double_quoted(value: str) -> str:
-    out = []
-    for ch in value:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif not ch.isprintable():
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return '"' + escape_double_quoted(value) + '"'
 
 
 def _verify(

@@ -10,6 +10,22 @@ from approval_engine.errors import EditError
 Scalar: TypeAlias = int | float | bool | str
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_double_quoted(value: str) -> str:
+    """The body of a double-quoted string, as YAML and HCL both read it (no quotes added)."""
+    out = []
+    for ch in value:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif not ch.isprintable():
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def edit_error(path: str, key: str, reason: str) -> EditError:
     """An EditError whose text names the file, the key and what to do about it."""
     return EditError(f"{path}: {key}: {reason}")

@@ -21,6 +21,7 @@ from approval_engine.editors._scalar import (
     canonical,
     check_scalar,
     edit_error,
+    escape_double_quoted,
 )
 
 # How many labels each top-level block type takes; a first segment not listed here means
@@ -36,7 +37,6 @@ _LABELS = {
     "terraform": 0,
 }
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 @dataclass(frozen=True)
@@ -194,16 +194,9 @@ def _render(value: Scalar) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    out = []
-    for ch in value:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif not ch.isprintable():
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
-        else:
-            out.append(ch)
     # `${` and `%{` start templates; doubling the sigil writes them literally.
-    return '"' + "".join(out).replace("${", "$${").replace("%{", "%%{") + '"'
+    escaped = escape_double_quoted(value)
+    return '"' + escaped.replace("${", "$${").replace("%{", "%%{") + '"'
 
 
 def _verify(
