@@ -39,7 +39,7 @@ from agents.errors import SourceError
 from agents.graphs import Graph, Line, Span
 from agents.registry import registry
 from agents.sources.base import Series
-from approval_engine.config import Duration
+from approval_engine.config import Duration, format_duration
 
 __all__ = [
     "DETECTOR_PARAMS",
@@ -350,7 +350,7 @@ class AnomalyDetector(Agent[AnomalyDetectorSettings]):
                 f"peak anomaly score {anomaly.peak_score:.2f} at {_at(anomaly.peak_at)} "
                 f"(threshold {s.threshold:g})",
                 f"last score above the threshold at {_at(anomaly.last_seen)}; "
-                f"over after {_duration(s.clear_after)} without one",
+                f"over after {format_duration(s.clear_after)} without one",
             ),
             score=anomaly.peak_score,
             graph=_graph(anomaly, series, now),
@@ -458,14 +458,6 @@ def _at(t: datetime) -> str:
     if t.tzinfo is not None:
         t = t.astimezone(UTC)
     return t.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _duration(span: timedelta) -> str:
-    minutes = span // timedelta(minutes=1)
-    for size, unit in ((1440, "d"), (60, "h")):
-        if minutes % size == 0:
-            return f"{minutes // size}{unit}"
-    return f"{minutes}m"
 
 
 def _show(signal: str, value: float, *, unit: bool = True) -> str:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agents.base import AgentSettings
 from agents.errors import AgentConfigError
 from agents.registry import AgentSpec, Registry
-from approval_engine.config import Duration
+from approval_engine.config import Duration, format_duration
 
 __all__ = ["AgentDefaults", "AgentEntry", "AgentsConfig", "ConfiguredAgent", "resolve"]
 
@@ -90,16 +90,7 @@ class ConfiguredAgent:
         if self.cron is not None:
             return f"cron {self.cron}"
         assert self.every is not None
-        return f"every {short_duration(self.every)}"
-
-
-def short_duration(delta: timedelta) -> str:
-    """`15m`, `48h`, `7d`: a duration as people write it in agents.yaml."""
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+        return f"every {format_duration(self.every)}"
 
 
 def resolve(config: AgentsConfig, registry: Registry, *, path: Path) -> list[ConfiguredAgent]:

@@ -41,6 +41,15 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
+def format_duration(delta: timedelta) -> str:
+    """The inverse of parse_duration: `15m`, `48h`, `7d`, as people write them in config."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         raise ValueError("must be longer than zero")

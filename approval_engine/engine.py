@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from approval_engine import audit
 from approval_engine import store as db
-from approval_engine.config import PolicyConfig
+from approval_engine.config import PolicyConfig, format_duration
 from approval_engine.deploy import DEGRADED, HEALTHY, MISSING, Deployer
 from approval_engine.editors import edit_value, read_value, unified_diff
 from approval_engine.errors import (
@@ -504,7 +504,7 @@ class Engine:
                     State.EXPIRED,
                     actor="opsgate",
                     text=f"{proposal.id} expired: no decision within "
-                    f"{_human(self.policy.config.proposal_ttl.total_seconds())}",
+                    f"{format_duration(self.policy.config.proposal_ttl)}",
                     close_reason="expired",
                 )
                 return True
@@ -572,7 +572,7 @@ class Engine:
                 actor="opsgate",
                 text=f"{proposal.id} failed: {proposal.app} did not reach "
                 f"{proposal.merge_sha[:7]} healthy within "
-                f"{_human(self.policy.config.sync_timeout.total_seconds())} "
+                f"{format_duration(self.policy.config.sync_timeout)} "
                 f"(sync {status.sync}, health {status.health})",
                 message="sync timed out",
             )
@@ -718,13 +718,3 @@ def _not_found(proposal_id: str, known: list[str]) -> str:
     close = difflib.get_close_matches(proposal_id, known, n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"no proposal {proposal_id!r}{hint} (/proposals lists the open ones)"
-
-
-def _human(seconds: float) -> str:
-    if seconds % 86400 == 0:
-        return f"{int(seconds // 86400)}d"
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{int(seconds)}s"

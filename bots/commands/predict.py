@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agents.burst_predictor import BurstPredictorSettings, Prediction, predict
-from agents.config import short_duration
 from agents.graphs import render_png
+from approval_engine.config import format_duration
 from bots.errors import UsageError
 from bots.router import Context, Router
 from bots.types import Reply, Table
@@ -64,7 +64,7 @@ def install(router: Router) -> None:
             for p in predictions
         )
         table = Table(
-            title=f"Forecast for the next {short_duration(settings.horizon)} "
+            title=f"Forecast for the next {format_duration(settings.horizon)} "
             f"({runner.sources.metrics.label})",
             columns=("service", "env", "peak", "burst window", "HPA floor", "note"),
             rows=rows,
