@@ -19,7 +19,7 @@ import numpy.typing as npt
 from agents.base import Agent, AgentContext, Finding
 from agents.errors import SourceError, SourceUnavailableError
 from agents.registry import registry as default_registry
-from agents.sources.base import CostRow, CostSource, Series
+from agents.sources.base import CostRow, CostSource, Series, grid_size
 from approval_engine.model import Scalar
 
 __all__ = [
@@ -78,7 +78,7 @@ class ArrayMetrics:
     ) -> Series:
         if signal not in self.signals():
             raise SourceError(f"unknown signal {signal!r}")
-        count = max(0, -(-(end - start) // step))
+        count = grid_size(start, end, step)
         values = np.full(count, np.nan)
         stored = self._data.get((signal, service, env))
         if stored is not None:

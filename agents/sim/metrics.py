@@ -10,7 +10,7 @@ import numpy as np
 from agents.errors import SourceError
 from agents.sim.cluster import SIGNALS, SimulatedCluster
 from agents.sim.workload import SimulationError
-from agents.sources.base import Series
+from agents.sources.base import Series, grid_size
 
 __all__ = ["SimulatedMetrics"]
 
@@ -76,7 +76,7 @@ class SimulatedMetrics:
             raise SourceError(f"{service}/{env} is not a simulated database")
         if step <= timedelta(0):
             raise SourceError(f"step must be positive, got {step}")
-        count = max(0, -(-(end - start) // step))
+        count = grid_size(start, end, step)
         return Series(
             signal=signal,
             service=service,

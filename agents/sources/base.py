@@ -9,9 +9,14 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CostRow", "CostSource", "MetricsSource", "Series"]
+__all__ = ["CostRow", "CostSource", "MetricsSource", "Series", "grid_size"]
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def grid_size(start: datetime, end: datetime, step: timedelta) -> int:
+    """How many samples start, start + step, … fall before `end`."""
+    return max(0, -(-(end - start) // step))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from agents.errors import AgentConfigError, SourceError, SourceUnavailableError
-from agents.sources.base import Series
+from agents.sources.base import Series, grid_size
 
 __all__ = ["MAX_POINTS", "PrometheusSource"]
 
@@ -106,8 +106,8 @@ class PrometheusSource:
             raise SourceError(f"step must be positive, got {step}")
         if end < start:
             raise SourceError(f"end {end.isoformat()} is before start {start.isoformat()}")
-        used = step * max(1, -(-_points(start, end, step) // MAX_POINTS))
-        values = np.full(_points(start, end, used), np.nan)
+        used = step * max(1, -(-grid_size(start, end, step) // MAX_POINTS))
+        values = np.full(grid_size(start, end, used), np.nan)
         if len(values):
             query = template.substitute(service=_quoted(service), env=_quoted(env))
             found = self._query(signal, query, start, start + used * (len(values) - 1), used)
@@ -171,10 +171,6 @@ class PrometheusSource:
                 self._label, f"HTTP {status}: {detail}", retry_after=_retry_after(response)
             )
         return SourceError(f"{self._label} rejected signal {signal!r} (HTTP {status}): {detail}")
-
-
-def _points(start: datetime, end: datetime, step: timedelta) -> int:
-    return -(-(end - start) // step)
 
 
 def _quoted(value: str) -> str:
