@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.bots.test_slack import slack_config
-from tests.bots.test_web import wait_for
+from tests.bots.test_web import wait_for, wait_until_ready
 from tests.fakes.slack_api import (
     ALICE,
     BOT_USER_ID,
@@ -63,14 +63,7 @@ def test_serve_answers_a_signed_slash_command_in_slack(tmp_path: Path) -> None:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-
-            def ready() -> bool:
-                try:
-                    return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_for(ready, what="opsgate serve to be ready", timeout=30)
+            wait_until_ready(base)
             assert httpx.get(f"{base}/readyz").json()["checks"]["slack"] == "ok"
             body = slash_command_body(text="scale checkout 4", user_id=ALICE, channel_id=OPS)
             answer = httpx.post(

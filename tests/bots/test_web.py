@@ -71,6 +71,18 @@ def wait_for(condition: Callable[[], bool], *, what: str, timeout: float = 5.0) 
         time.sleep(0.01)
 
 
+def wait_until_ready(base_url: str, *, timeout: float = 30.0) -> None:
+    """Poll a starting `opsgate serve` until /readyz answers 200."""
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(ready, what="opsgate serve to be ready", timeout=timeout)
+
+
 def say(runtime: Runtime, text: str, *, as_: str) -> Reply:
     """Straight into the gateway: no HTTP request, and no tick after the reply."""
     principal = f"console:{as_}"
@@ -303,14 +315,7 @@ def test_opsgate_serve_answers_and_shuts_down_cleanly_on_sigterm(tmp_path: Path)
         env={**os.environ, "OPSGATE_SCHEDULER": "false"},
     )
     try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, what="opsgate serve to be ready", timeout=30)
+        wait_until_ready(f"http://127.0.0.1:{port}")
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
     finally:
         process.send_signal(signal.SIGTERM)
