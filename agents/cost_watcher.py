@@ -31,6 +31,7 @@ __all__ = [
     "CostWatcher",
     "CostWatcherSettings",
     "cost_report",
+    "usd",
 ]
 
 NAME = "CostWatcher"
@@ -117,12 +118,12 @@ class CostWatcher(ProposingAgent[CostWatcherSettings]):
         return _finding(
             f"budget:{b.group}",
             "critical" if b.state == "critical" else "warning",
-            f"{what} cost {_usd(b.spent)} on {report.day}, over its {_usd(b.budget)}/day "
+            f"{what} cost {usd(b.spent)} on {report.day}, over its {usd(b.budget)}/day "
             f"budget{over}",
-            f"{_usd(b.spent - b.budget)} over budget; more than "
+            f"{usd(b.spent - b.budget)} over budget; more than "
             f"{self.settings.critical_over_pct:g}% over is critical (settings.critical_over_pct).",
             service=b.group if b.group in ctx.targets.services() else None,
-            evidence=(f"spent {_usd(b.spent)}", f"budget {_usd(b.budget)}/day"),
+            evidence=(f"spent {usd(b.spent)}", f"budget {usd(b.budget)}/day"),
             score=b.spent - b.budget,
         )
 
@@ -135,11 +136,11 @@ class CostWatcher(ProposingAgent[CostWatcherSettings]):
         return _finding(
             f"jump:{key}:{c.by}:{c.group}",
             "warning",
-            f"{what} cost rose {rise} {label}: {_usd(c.previous)} → {_usd(c.current)}",
+            f"{what} cost rose {rise} {label}: {usd(c.previous)} → {usd(c.current)}",
             f"{report.day} against {'the day before' if key == 'dod' else 'a week earlier'}, "
             f"grouped by {c.by}.",
             service=c.group if c.by != "service" and c.group in ctx.targets.services() else None,
-            evidence=(f"before {_usd(c.previous)}", f"{report.day} {_usd(c.current)}"),
+            evidence=(f"before {usd(c.previous)}", f"{report.day} {usd(c.current)}"),
             score=c.delta,
         )
 
@@ -195,10 +196,10 @@ class CostWatcher(ProposingAgent[CostWatcherSettings]):
         ]
         saving = _monthly_saving(current, smaller)
         if saving is not None:
-            evidence.append(f"about {_usd(saving)}/month less at us-east-1 on-demand list prices")
+            evidence.append(f"about {usd(saving)}/month less at us-east-1 on-demand list prices")
         if report is not None and name in report.by_tag:
             evidence.append(
-                f"{name} on the bill for {report.day}: {_usd(report.by_tag[name])} "
+                f"{name} on the bill for {report.day}: {usd(report.by_tag[name])} "
                 "(all environments)"
             )
         title = f"{name}/{env} has been idle for {s.idle_days} days"
@@ -214,7 +215,7 @@ class CostWatcher(ProposingAgent[CostWatcherSettings]):
                 rationale=(
                     f"{name}/{env} had no {s.idle_signal} for {s.idle_days} days; "
                     f"{current} → {smaller}"
-                    + (f" saves about {_usd(saving)}/month." if saving is not None else ".")
+                    + (f" saves about {usd(saving)}/month." if saving is not None else ".")
                 ),
                 requested_by=f"agent:{NAME}",
                 evidence=tuple(evidence),
@@ -255,18 +256,18 @@ class CostWatcher(ProposingAgent[CostWatcherSettings]):
 
 
 def _summary(report: CostReport) -> Finding:
-    tags = ", ".join(f"{g} {_usd(a)}" for g, a in report.top_by_tag)
-    services = ", ".join(f"{g} {_usd(a)}" for g, a in report.top_by_service)
+    tags = ", ".join(f"{g} {usd(a)}" for g, a in report.top_by_tag)
+    services = ", ".join(f"{g} {usd(a)}" for g, a in report.top_by_service)
     periods = (("day over day", report.day_over_day), ("week over week", report.week_over_week))
     changes = [f"{label} {_pct(c)}" for label, found in periods for c in found if c.by == "total"]
     return _finding(
         "cost:summary",
         "info",
-        f"bill for {report.day}: {_usd(report.total)}"
+        f"bill for {report.day}: {usd(report.total)}"
         + (f" ({', '.join(changes)})" if changes else ""),
         f"Top by {report.tag_key} tag: {tags or 'none'}. Top AWS services: {services or 'none'}. "
         f"Source: {report.source}.",
-        evidence=tuple(f"{g}: {_usd(a)}" for g, a in report.top_by_tag),
+        evidence=tuple(f"{g}: {usd(a)}" for g, a in report.top_by_tag),
     )
 
 
@@ -321,7 +322,8 @@ def _hour(now: datetime) -> datetime:
     return now.replace(minute=0, second=0, microsecond=0)
 
 
-def _usd(amount: float) -> str:
+def usd(amount: float) -> str:
+    """Money as the bill and chat show it: $1,234.50."""
     return f"${amount:,.2f}"
 
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from agents.cost_watcher import CostWatcherSettings, cost_report
+from agents.cost_watcher import CostWatcherSettings, cost_report, usd
 from agents.errors import SourceError
 from bots.errors import CommandError
 from bots.router import Context, Router
 from bots.types import Reply, Table
-
-
-def _usd(amount: float) -> str:
-    return f"${amount:,.2f}"
 
 
 def _pct(value: float | None) -> str:
@@ -34,12 +30,12 @@ def install(router: Router) -> None:
         dod = {c.group: c for c in report.day_over_day if c.by == f"tag:{report.tag_key}"}
         wow = {c.group: c for c in report.week_over_week if c.by == f"tag:{report.tag_key}"}
         by_tag = Table(
-            title=f"{report.day} by {report.tag_key} ({report.source}), total {_usd(report.total)}",
+            title=f"{report.day} by {report.tag_key} ({report.source}), total {usd(report.total)}",
             columns=(report.tag_key, "cost", "day/day", "week/week"),
             rows=tuple(
                 (
                     group,
-                    _usd(amount),
+                    usd(amount),
                     _pct(dod[group].pct) if group in dod else "-",
                     _pct(wow[group].pct) if group in wow else "-",
                 )
@@ -49,7 +45,7 @@ def install(router: Router) -> None:
         by_service = Table(
             title="by AWS service",
             columns=("service", "cost"),
-            rows=tuple((g, _usd(a)) for g, a in report.top_by_service),
+            rows=tuple((g, usd(a)) for g, a in report.top_by_service),
         )
         tables = [by_tag, by_service]
         if report.budgets:
@@ -58,9 +54,9 @@ def install(router: Router) -> None:
                     title="Budgets (per day)",
                     columns=("budget", "spent", "limit", "state"),
                     rows=tuple(
-                        (b.group, _usd(b.spent), _usd(b.budget), b.state) for b in report.budgets
+                        (b.group, usd(b.spent), usd(b.budget), b.state) for b in report.budgets
                     ),
                 )
             )
-        top = ", ".join(f"{g} {_usd(a)}" for g, a in report.top_by_tag)
+        top = ", ".join(f"{g} {usd(a)}" for g, a in report.top_by_tag)
         return Reply(text=f"Top spenders: {top}.", tables=tuple(tables))
