@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from agents.cost_watcher import CostWatcherSettings, cost_report, usd
-from agents.errors import SourceError
-from bots.errors import CommandError
 from bots.router import Context, Router
 from bots.types import Reply, Table
 
@@ -21,10 +19,8 @@ def install(router: Router) -> None:
         runner = ctx.services.agents
         watcher = runner.get("CostWatcher")
         assert isinstance(watcher.settings, CostWatcherSettings)
-        try:
-            report = cost_report(runner.context(watcher.name), watcher.settings)
-        except SourceError as e:
-            raise CommandError(str(e)) from e
+        # A SourceError (no bill configured) is safe to show; the gateway replies with it.
+        report = cost_report(runner.context(watcher.name), watcher.settings)
         if not report.has_data:
             return Reply(text=f"{report.source} has no figures for {report.day} yet.")
         dod = {c.group: c for c in report.day_over_day if c.by == f"tag:{report.tag_key}"}
