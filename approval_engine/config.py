@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from string import Template
 from typing import Annotated, Any, Literal, TypeVar
@@ -119,11 +119,120 @@ class EnvironmentPolicy(Strict):
     approvers: list[str] = Field(
         default_factory=list, description="people allowed to approve here; empty means anyone"
     )
+    production: bool = Field(
+        default=False,
+        description="changes here rate at least medium risk, and capacity cuts rate higher",
+    )
 
 
 class ServiceLimits(Strict):
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=50, ge=1)
+
+
+class LevelPolicy(Strict):
+    """What a risk level demands on top of its environment's rules."""
+
+    quorum_at_least: int = Field(default=1, ge=1, le=10, description="approvals, at least")
+    approver_role: Role | None = Field(
+        default=None, description="a role at least one of the approvers must hold"
+    )
+
+
+class CriticalPolicy(LevelPolicy):
+    approver_role: Literal["admin"] = Field(
+        default="admin", description="critical risk needs an admin among the approvers, always"
+    )
+
+
+class ConfidenceRules(Strict):
+    medium_below: float = Field(default=0.8, ge=0, le=1, description="rates medium below this")
+    high_below: float = Field(default=0.5, ge=0, le=1, description="rates high below this")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ConfidenceRules:
+        if self.high_below > self.medium_below:
+            raise ValueError("high_below must not be above medium_below")
+        return self
+
+
+class RiskRules(Strict):
+    """The thresholds of approval_engine.risk; its module docstring says what each factor rates."""
+
+    confidence: ConfidenceRules = Field(default_factory=ConfidenceRules)
+    large_cut: float = Field(
+        default=0.5, gt=0, le=1, description="a capacity cut of this fraction or more rates higher"
+    )
+    many_targets: int = Field(
+        default=3, ge=2, description="a change touching this many resources rates medium"
+    )
+
+
+class RiskPolicy(Strict):
+    """Per risk level, what approving demands; a level also demands what the lower ones do."""
+
+    low: LevelPolicy = Field(default_factory=LevelPolicy)
+    medium: LevelPolicy = Field(default_factory=LevelPolicy)
+    high: LevelPolicy = Field(default_factory=LevelPolicy)
+    critical: CriticalPolicy = Field(default_factory=CriticalPolicy)
+    rules: RiskRules = Field(default_factory=RiskRules)
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MOMENT = r"(mon|tue|wed|thu|fri|sat|sun)\s+([01]?\d|2[0-3]):([0-5]\d)"
+_WEEKLY = re.compile(rf"^\s*{_MOMENT}\s*-\s*{_MOMENT}\s*$", re.IGNORECASE)
+MINUTES_PER_WEEK = 7 * 24 * 60
+
+
+def weekly_window(text: str) -> tuple[int, int]:
+    """`fri 16:00 - mon 08:00` as (start, end) minutes after Monday 00:00 UTC."""
+    match = _WEEKLY.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a weekly window like 'fri 16:00 - mon 08:00' (UTC)")
+    day1, hour1, minute1, day2, hour2, minute2 = match.groups()
+    start = _DAYS.index(day1.lower()) * 1440 + int(hour1) * 60 + int(minute1)
+    end = _DAYS.index(day2.lower()) * 1440 + int(hour2) * 60 + int(minute2)
+    if start == end:
+        raise ValueError(f"{text!r} starts where it ends; a freeze needs some length")
+    return start, end
+
+
+def as_utc(value: datetime) -> datetime:
+    """A datetime in UTC; one written without an offset is taken to be UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UTCDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+class Freeze(Strict):
+    """A change freeze: an absolute range (`start`, `end`), or a `weekly` window, both UTC.
+
+    The window holds from its start (included) to its end (excluded). A weekly window may
+    wrap the week's end: `fri 16:00 - mon 08:00`.
+    """
+
+    name: str = Field(min_length=1)
+    envs: list[str] = Field(default_factory=list, description="environments; empty means all")
+    start: UTCDatetime | None = Field(default=None, description="ISO 8601; no offset means UTC")
+    end: UTCDatetime | None = Field(default=None, description="ISO 8601; no offset means UTC")
+    weekly: str | None = Field(default=None, description="`fri 16:00 - mon 08:00`, in UTC")
+
+    @model_validator(mode="after")
+    def _one_window(self) -> Freeze:
+        if self.weekly is not None:
+            if self.start is not None or self.end is not None:
+                raise ValueError("a freeze has either `weekly`, or `start` and `end`, not both")
+            weekly_window(self.weekly)
+            return self
+        if self.start is None or self.end is None:
+            raise ValueError("a freeze needs `start` and `end`, or `weekly`")
+        if self.end <= self.start:
+            raise ValueError("`end` must be after `start`")
+        return self
+
+    def covers(self, env: str) -> bool:
+        return not self.envs or env in self.envs
 
 
 class PolicyConfig(Strict):
@@ -134,6 +243,23 @@ class PolicyConfig(Strict):
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
     propose_role: Role = "operator"
     approve_role: Role = "approver"
+    risk: RiskPolicy = Field(default_factory=RiskPolicy)
+    freezes: list[Freeze] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _freezes_known(self) -> PolicyConfig:
+        names: set[str] = set()
+        for freeze in self.freezes:
+            if freeze.name in names:
+                raise ValueError(f"freezes: two freezes are named {freeze.name!r}")
+            names.add(freeze.name)
+            unknown = sorted(set(freeze.envs) - set(self.environments))
+            if unknown:
+                raise ValueError(
+                    f"freezes: {freeze.name!r} names environment {unknown[0]!r}, "
+                    f"which `environments` does not have"
+                )
+        return self
 
     def limits_for(self, service: str) -> ServiceLimits:
         return self.limits.get(service, self.default_limits)

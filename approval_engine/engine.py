@@ -18,6 +18,7 @@ from approval_engine.deploy import DEGRADED, HEALTHY, MISSING, Deployer
 from approval_engine.editors import edit_value, read_value, unified_diff
 from approval_engine.errors import (
     BackendError,
+    PartialDeliveryError,
     PolicyDeniedError,
     ProposalNotFoundError,
     TargetError,
@@ -29,6 +30,7 @@ from approval_engine.model import (
     ChangeRequest,
     EditedKnob,
     Proposal,
+    Risk,
     Scalar,
     State,
     check_transition,
@@ -37,6 +39,7 @@ from approval_engine.notify import Announcement, Notifier
 from approval_engine.policy import Policy
 from approval_engine.prs.base import PRBackend
 from approval_engine.rbac import Actor
+from approval_engine.risk import assess
 from approval_engine.store import Store
 from approval_engine.targets import Targets
 
@@ -208,6 +211,7 @@ class Engine:
         base: str,
     ) -> ProposeOutcome:
         now = self.clock()
+        risk = self._assess(request, knobs, files)
         with self.store.transaction() as session:
             number = db.next_number(session, "proposal")
             proposal_id = f"{request.kind}-{number}"
@@ -227,12 +231,13 @@ class Engine:
                 diff=_diff(files),
                 files={p: after for p, (_, after) in files.items()},
                 knobs=knobs,
-                quorum=self.policy.quorum(request.env),
+                quorum=self.policy.quorum(request.env, risk),
                 created_at=now,
                 updated_at=now,
                 expires_at=now + self.policy.config.proposal_ttl,
                 state_since=now,
                 confidence=request.confidence,
+                risk=risk,
                 evidence=list(request.evidence),
                 app=self.targets.app(request.service, request.env),
                 pending_push=True,
@@ -246,11 +251,32 @@ class Engine:
                 actor=actor.name,
                 action="proposed",
                 subject=proposal_id,
-                detail={"change": request.describe(), "rationale": request.rationale},
+                detail={
+                    "change": request.describe(),
+                    "rationale": request.rationale,
+                    "risk": risk.level.value,
+                    "risk_reasons": list(risk.reasons),
+                },
             )
         proposal = self._push(proposal)
         return ProposeOutcome(
             proposal=proposal, action="opened", message=f"Opened {proposal.id}: {proposal.title}"
+        )
+
+    def _assess(
+        self,
+        request: ChangeRequest,
+        knobs: list[EditedKnob],
+        files: dict[str, tuple[str, str]],
+    ) -> Risk:
+        return assess(
+            env=request.env,
+            knobs=knobs,
+            files={path: after for path, (_, after) in files.items()},
+            stateful=self.targets.kind(request.service) == "database",
+            confidence=request.confidence,
+            policy=self.policy.config,
+            now=self.clock(),
         )
 
     def _push(self, proposal: Proposal) -> Proposal:
@@ -261,7 +287,7 @@ class Engine:
             base_sha=proposal.base_sha,
             files=proposal.files,
             title=proposal.title,
-            body=proposal.rationale,
+            body=_body(proposal),
         )
         with self.store.transaction() as session:
             current = db.load_proposal(session, proposal.id)
@@ -308,11 +334,15 @@ class Engine:
                 action="unchanged",
                 message=f"{existing.id} already proposes exactly this: {existing.title}",
             )
+        risk = self._assess(request, knobs, files)
         with self.store.transaction() as session:
             current = db.load_proposal(session, existing.id)
             assert current is not None
             current.title = _title(request, knobs)
             current.rationale = request.rationale
+            current.confidence = request.confidence
+            current.risk = risk
+            current.quorum = self.policy.quorum(request.env, risk)
             current.diff = _diff(files)
             current.files = {p: after for p, (_, after) in files.items()}
             current.knobs = knobs
@@ -331,7 +361,12 @@ class Engine:
                 actor=actor.name,
                 action="updated",
                 subject=current.id,
-                detail={"change": request.describe(), "base": base},
+                detail={
+                    "change": request.describe(),
+                    "base": base,
+                    "risk": risk.level.value,
+                    "risk_reasons": list(risk.reasons),
+                },
             )
         proposal = self._push(current)
         return ProposeOutcome(
@@ -362,7 +397,12 @@ class Engine:
                 added = db.add_approval(
                     session,
                     proposal_id,
-                    Approval(approver=actor.name, head_sha=proposal.head_sha, at=now),
+                    Approval(
+                        approver=actor.name,
+                        head_sha=proposal.head_sha,
+                        at=now,
+                        role=actor.top_role,
+                    ),
                 )
                 proposal = db.load_proposal(session, proposal_id)
                 assert proposal is not None
@@ -377,7 +417,12 @@ class Engine:
                     actor=actor.name,
                     action="approved",
                     subject=proposal_id,
-                    detail={"head": proposal.head_sha, "count": count, "quorum": proposal.quorum},
+                    detail={
+                        "head": proposal.head_sha,
+                        "count": count,
+                        "quorum": proposal.quorum,
+                        "role": actor.top_role,
+                    },
                 )
                 if count < proposal.quorum:
                     db.enqueue(
@@ -415,7 +460,7 @@ class Engine:
     ) -> str | None:
         if proposal.state != State.OPEN:
             return f"{proposal.id} is {proposal.state.value}; there is nothing to approve"
-        reason = self.policy.approve_denial(proposal, actor)
+        reason = self.policy.approve_denial(proposal, actor, now=now)
         if reason is not None:
             return reason
         if now >= proposal.expires_at:
@@ -646,16 +691,21 @@ class Engine:
     # --- announcing -----------------------------------------------------------------------
 
     def deliver(self, notifier: Notifier) -> int:
-        """Send queued announcements in order; a failing send stays queued for the next call."""
+        """Send queued announcements in order; a failing one stays queued for the next call."""
         sent = 0
         with self.store.transaction() as session:
             pending = [(r.id, r.kind, r.text, r.proposal_id) for r in db.pending_outbox(session)]
         for row_id, kind, text, proposal_id in pending:
             try:
-                notifier.announce(Announcement(kind=kind, text=text, proposal_id=proposal_id))
+                notifier.announce(
+                    Announcement(kind=kind, text=text, proposal_id=proposal_id, id=row_id)
+                )
+            except PartialDeliveryError as e:
+                log.warning("announcement %s only partly sent; will retry: %s", row_id, e)
+                continue  # the notifier keeps each destination's order itself
             except Exception:
                 log.exception("announcement %s could not be sent; will retry", row_id)
-                return sent
+                return sent  # the next ones wait, so that they arrive in order
             with self.store.transaction() as session:
                 row = session.get(db.OutboxRow, row_id)
                 if row is not None:
@@ -704,6 +754,14 @@ class Engine:
 def _title(request: ChangeRequest, knobs: list[EditedKnob]) -> str:
     changes = ", ".join(f"{k.key} {k.old} → {k.new}" for k in knobs)
     return f"{request.kind}: {request.service}/{request.env} {changes}"
+
+
+def _body(proposal: Proposal) -> str:
+    """The PR's description: why, then the risk and its reasons."""
+    if proposal.risk is None:
+        return proposal.rationale
+    reasons = "".join(f"\n- {reason}" for reason in proposal.risk.reasons)
+    return f"{proposal.rationale}\n\nRisk: {proposal.risk.level.value}{reasons}"
 
 
 def _diff(files: dict[str, tuple[str, str]]) -> str:

@@ -8,8 +8,10 @@ ApprovalError                 root of everything this package raises
 ├── ProposalNotFoundError          no proposal with that id
 ├── InvalidTransitionError         a state change the state machine does not allow
 ├── AuditError                the audit log is broken (see `opsgate audit verify`)
+├── PartialDeliveryError      a notifier reached some destinations; it keeps the rest in order
 └── BackendError              a PR backend or deployer failed
-    └── TemporaryBackendError the same call may succeed later; `retry_after` in seconds
+    ├── TemporaryBackendError the same call may succeed later; `retry_after` in seconds
+    └── SyncTimeoutError      ArgoCD did not reach the revision in time (approval_engine.argocd)
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ class InvalidTransitionError(ApprovalError):
 
 class AuditError(ApprovalError):
     """The audit log does not verify."""
+
+
+class PartialDeliveryError(ApprovalError):
+    """Some destinations missed an announcement; it stays queued, and later ones may be offered.
+
+    Raised by a notifier that keeps each destination's order itself (one that raises anything
+    else is offered nothing more until the failed announcement goes through).
+    """
 
 
 class BackendError(ApprovalError):

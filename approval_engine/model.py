@@ -1,4 +1,4 @@
-"""Domain types: change requests, proposals and the proposal state machine."""
+"""Domain types: change requests, risk, proposals and the proposal state machine."""
 
 from __future__ import annotations
 
@@ -50,6 +50,33 @@ def check_transition(proposal_id: str, current: State, new: State) -> None:
             f"{proposal_id} is {current.value}; it cannot become {new.value} "
             f"(from {current.value} only: {allowed})"
         )
+
+
+class RiskLevel(enum.StrEnum):
+    """How much could go wrong; `rank` orders them (the values do not sort by severity)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(RiskLevel).index(self)
+
+
+@dataclass(frozen=True)
+class Risk:
+    """A proposal's risk: the highest of its factors' levels, and each factor's reason."""
+
+    level: RiskLevel
+    reasons: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line: `high — lowers minReplicas 12 → 3 (−75 % capacity); prod environment`."""
+        if not self.reasons:
+            return self.level.value
+        return f"{self.level.value} — {'; '.join(self.reasons)}"
 
 
 @dataclass(frozen=True)
@@ -104,6 +131,7 @@ class Approval:
     approver: str
     head_sha: str
     at: datetime
+    role: str | None = None  # the approver's highest role then; None in rows from before roles
 
 
 @dataclass
@@ -129,6 +157,7 @@ class Proposal:
     expires_at: datetime
     state_since: datetime
     confidence: float | None = None
+    risk: Risk | None = None  # None for proposals stored before risk was assessed
     evidence: list[str] = field(default_factory=list)
     merge_sha: str | None = None
     app: str | None = None

@@ -11,6 +11,7 @@ class Announcement:
     kind: str  # opened, updated, approval, approved, merged, syncing, applied, failed, …
     text: str
     proposal_id: str | None = None
+    id: int | None = None  # the outbox row: a notifier that sends to several places keys on it
 
 
 class Notifier(Protocol):

@@ -1,11 +1,14 @@
-"""Policy: who may propose, approve and reject what, quorum per environment, and limits."""
+"""Policy: who may propose, approve and reject what, quorum per environment and risk, limits."""
 
 from __future__ import annotations
 
-from approval_engine.config import PolicyConfig
+from datetime import datetime
+
+from approval_engine.config import ROLES, LevelPolicy, PolicyConfig
 from approval_engine.errors import PolicyDeniedError
-from approval_engine.model import ChangeRequest, Proposal
+from approval_engine.model import ChangeRequest, Proposal, Risk, RiskLevel
 from approval_engine.rbac import Actor
+from approval_engine.risk import active_freezes
 
 REPLICA_KNOBS = frozenset({"replicas", "min_replicas", "max_replicas"})
 
@@ -14,11 +17,23 @@ class Policy:
     def __init__(self, config: PolicyConfig) -> None:
         self.config = config
 
-    def quorum(self, env: str) -> int:
+    def quorum(self, env: str, risk: Risk | None = None) -> int:
+        """The environment's quorum, raised to what the risk level demands."""
         policy = self.config.environments.get(env)
         if policy is None:
             raise PolicyDeniedError(f"policy.yaml has no rules for environment {env!r}")
-        return policy.quorum
+        if risk is None:
+            return policy.quorum
+        return max(policy.quorum, *(p.quorum_at_least for p in self._up_to(risk.level)))
+
+    def required_role(self, level: RiskLevel) -> str | None:
+        """The role one of the approvers must hold at this level: the highest any level up to
+        it names (a level demands at least what the levels below it demand)."""
+        roles = [p.approver_role for p in self._up_to(level) if p.approver_role is not None]
+        return max(roles, key=ROLES.index) if roles else None
+
+    def _up_to(self, level: RiskLevel) -> list[LevelPolicy]:
+        return [getattr(self.config.risk, lv.value) for lv in RiskLevel if lv.rank <= level.rank]
 
     def check_propose(self, actor: Actor) -> None:
         role = self.config.propose_role
@@ -47,8 +62,8 @@ class Policy:
                 )
         self.quorum(request.env)
 
-    def approve_denial(self, proposal: Proposal, actor: Actor) -> str | None:
-        """Why `actor` may not approve `proposal`, or None when they may."""
+    def approve_denial(self, proposal: Proposal, actor: Actor, *, now: datetime) -> str | None:
+        """Why `actor` may not approve `proposal` at `now`, or None when they may."""
         role = self.config.approve_role
         if not actor.has(role):
             return f"{actor.name} is a {actor.top_role}; approving needs the {role} role"
@@ -67,7 +82,45 @@ class Policy:
                 f"{actor.name} may not approve changes in {proposal.env} "
                 f"(approvers there: {', '.join(env_policy.approvers)})"
             )
-        return None
+        return self._risk_denial(proposal, actor, now=now)
+
+    def _risk_denial(self, proposal: Proposal, actor: Actor, *, now: datetime) -> str | None:
+        """The approval that would fill the quorum must not leave out the role the risk needs.
+
+        A freeze holding the environment now makes the proposal critical whatever it was
+        rated when proposed: approving during a freeze is breaking glass, an admin's call.
+        Proposals stored before risk was assessed have no level and only freezes apply. The
+        quorum stays what it was when proposed.
+        """
+        risk = proposal.risk
+        level = risk.level if risk is not None else None
+        why = ""
+        if risk is not None:
+            top = f" ({risk.reasons[0]})" if risk.reasons else ""
+            why = f"{proposal.id} is {risk.level.value} risk{top}"
+        frozen = active_freezes(self.config.freezes, proposal.env, now)
+        if frozen and (level is None or level.rank < RiskLevel.CRITICAL.rank):
+            freeze, until = frozen[0]
+            level = RiskLevel.CRITICAL
+            why = (
+                f"{proposal.env} is inside freeze {freeze.name!r} until "
+                f"{until:%Y-%m-%d %H:%M} UTC, which makes {proposal.id} critical"
+            )
+        if level is None:
+            return None
+        role = self.required_role(level)
+        if role is None or actor.has(role):
+            return None
+        approvals = proposal.current_approvals()
+        if any(_holds(a.role, role) for a in approvals):
+            return None
+        if len(approvals) + 1 < proposal.quorum:
+            return None  # a later approval can still come from someone with the role
+        return (
+            f"{why}: someone with the {role} role must be among its approvers, and none has "
+            f"approved yet; {actor.name} ({actor.top_role}) would be approval "
+            f"{len(approvals) + 1} of {proposal.quorum}"
+        )
 
     def reject_denial(self, proposal: Proposal, actor: Actor) -> str | None:
         """Approvers may reject; a proposer may withdraw their own proposal."""
@@ -77,3 +130,8 @@ class Policy:
             f"{actor.name} is a {actor.top_role}; rejecting needs the "
             f"{self.config.approve_role} role (or being the proposer)"
         )
+
+
+def _holds(role: str | None, required: str) -> bool:
+    """Whether an approval given with `role` (None: recorded before roles were) counts."""
+    return role in ROLES and ROLES.index(role) >= ROLES.index(required)

@@ -18,13 +18,16 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from approval_engine.model import Approval, EditedKnob, Proposal, State
+from approval_engine.errors import ApprovalError
+from approval_engine.model import Approval, EditedKnob, Proposal, Risk, RiskLevel, State
 from approval_engine.sqltypes import UTCDateTime
 
 
@@ -55,6 +58,8 @@ class ProposalRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     state_since: Mapped[datetime] = mapped_column(UTCDateTime)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    risk_level: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    risk_reasons: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     evidence: Mapped[list[str]] = mapped_column(JSON)
     merge_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
     app: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -71,6 +76,7 @@ class ApprovalRow(Base):
     approver: Mapped[str] = mapped_column(String(128))
     head_sha: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class LockRow(Base):
@@ -138,6 +144,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -152,6 +159,37 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add the columns a database from an older version lacks; returns `table.column` names.
+
+    There are no migrations: a new column is nullable, and old rows read it as None.
+    Another replica may add the same column at the same moment; that is not an error.
+    """
+    added = []
+    for table in Base.metadata.sorted_tables:
+        present = {c["name"] for c in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise ApprovalError(
+                    f"the database's table {table.name} has no column {column.name}, which "
+                    "cannot be added to existing rows; start from a new data directory"
+                )
+            quote = engine.dialect.identifier_preparer.quote
+            kind = column.type.compile(dialect=engine.dialect)
+            statement = f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}"
+            try:
+                with engine.begin() as connection:
+                    connection.execute(text(statement))
+            except DBAPIError:
+                columns = {c["name"] for c in inspect(engine).get_columns(table.name)}
+                if column.name not in columns:
+                    raise
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 # --- row ↔ domain -------------------------------------------------------------------------
@@ -180,14 +218,24 @@ def to_proposal(row: ProposalRow, approvals: Sequence[ApprovalRow]) -> Proposal:
         expires_at=row.expires_at,
         state_since=row.state_since,
         confidence=row.confidence,
+        risk=_risk(row),
         evidence=list(row.evidence),
         merge_sha=row.merge_sha,
         app=row.app,
         message=row.message,
         pending_push=row.pending_push,
         pending_close=row.pending_close,
-        approvals=[Approval(approver=a.approver, head_sha=a.head_sha, at=a.at) for a in approvals],
+        approvals=[
+            Approval(approver=a.approver, head_sha=a.head_sha, at=a.at, role=a.role)
+            for a in approvals
+        ],
     )
+
+
+def _risk(row: ProposalRow) -> Risk | None:
+    if row.risk_level is None:
+        return None  # stored before risk was assessed
+    return Risk(level=RiskLevel(row.risk_level), reasons=tuple(row.risk_reasons or ()))
 
 
 def write_proposal(session: Session, proposal: Proposal) -> None:
@@ -212,6 +260,8 @@ def write_proposal(session: Session, proposal: Proposal) -> None:
         "expires_at": proposal.expires_at,
         "state_since": proposal.state_since,
         "confidence": proposal.confidence,
+        "risk_level": proposal.risk.level.value if proposal.risk is not None else None,
+        "risk_reasons": list(proposal.risk.reasons) if proposal.risk is not None else None,
         "evidence": list(proposal.evidence),
         "merge_sha": proposal.merge_sha,
         "app": proposal.app,
@@ -268,6 +318,7 @@ def add_approval(session: Session, proposal_id: str, approval: Approval) -> bool
             approver=approval.approver,
             head_sha=approval.head_sha,
             at=approval.at,
+            role=approval.role,
         )
     )
     session.flush()

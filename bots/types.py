@@ -44,3 +44,4 @@ class Reply:
     channel: str | None = None
     thread: str | None = None
     footer: tuple[str, ...] = field(default_factory=tuple)
+    card: str | None = None  # the proposal this reply shows: its later states edit the message

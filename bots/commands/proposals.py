@@ -27,8 +27,10 @@ def proposal_card(proposal: Proposal, *, headline: str = "", show_diff: bool = T
         headline or f"{proposal.id}: {proposal.title}",
         f"State: {proposal.state.value} · proposed by {proposal.proposer} · "
         f"approvals {len(approvals)} of {proposal.quorum} ({names})",
-        f"Why: {proposal.rationale}",
     ]
+    if proposal.risk is not None:
+        lines.append(f"Risk: {proposal.risk.summary()}")
+    lines.append(f"Why: {proposal.rationale}")
     if proposal.message:
         lines.append(f"Note: {proposal.message}")
     buttons: tuple[Button, ...] = ()
@@ -38,7 +40,12 @@ def proposal_card(proposal: Proposal, *, headline: str = "", show_diff: bool = T
             Button("Reject", f"/reject {proposal.id}", style="danger"),
             Button("Show diff", f"/diff {proposal.id}"),
         )
-    return Reply(text="\n".join(lines), code=proposal.diff if show_diff else "", buttons=buttons)
+    return Reply(
+        text="\n".join(lines),
+        code=proposal.diff if show_diff else "",
+        buttons=buttons,
+        card=proposal.id,
+    )
 
 
 def _one_id(ctx: Context, usage: str) -> str:
