@@ -26,6 +26,7 @@ from approval_engine.rbac import Directory
 from approval_engine.store import Store
 from approval_engine.targets import Targets
 from bots.agent_bridge import announce_run, submitter
+from bots.chat_store import ChatStore
 from bots.commands import install_all
 from bots.config import ConfigBundle
 from bots.errors import StartupError
@@ -49,6 +50,7 @@ class Runtime:
     services: Services
     gateway: Gateway
     agents: AgentRunner
+    chat: ChatStore
     scheduler: AgentScheduler | None = None
 
     def start_scheduler(self) -> None:
@@ -195,6 +197,11 @@ def build_runtime(
         submit=submitter(engine, lock),
         clock=clock,
     )
+    router = install_all(Router())
+    command_channels = {
+        _canonical(router, name): frozenset(places)
+        for name, places in config.general.chat.command_channels.items()
+    }
     services = Services(
         engine=engine,
         directory=Directory(config.users),
@@ -205,8 +212,9 @@ def build_runtime(
         agents=agents,
         demo=demo,
         lock=lock,
+        command_channels=command_channels,
     )
-    gateway = Gateway(router=install_all(Router()), services=services, notifier=notifier)
+    gateway = Gateway(router=router, services=services, notifier=notifier)
     return Runtime(
         config=config,
         store=store,
@@ -217,4 +225,12 @@ def build_runtime(
         services=services,
         gateway=gateway,
         agents=agents,
+        chat=ChatStore(store.engine),
     )
+
+
+def _canonical(router: Router, name: str) -> str:
+    command = router.get(name)
+    if command is None:  # load_config reports these; a hand-built config may still have one
+        raise StartupError(f"settings.yaml: chat.command_channels.{name}: no such command")
+    return command.name

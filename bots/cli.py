@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -14,18 +13,13 @@ from agents.errors import AgentError
 from approval_engine import audit
 from approval_engine.errors import ApprovalError, ConfigError
 from approval_engine.store import Store
-from bots.app import Runtime, build_runtime
+from bots.app import build_runtime
 from bots.commands.agents import run_reply
 from bots.config import ConfigBundle, load_config
 from bots.console import ConsoleAdapter, ConsoleNotifier
 from bots.errors import BotError
 from bots.render import render_text
 from bots.settings import PROJECT_ROOT, RuntimeSettings
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter
-
-    from bots.slack import SlackAdapter
 
 app = typer.Typer(
     help="opsgate: ChatOps for infrastructure changes that go through review.",
@@ -145,12 +139,13 @@ def serve_command(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8080,
 ) -> None:
-    """The web app (/healthz, /readyz, /metrics, /slack/events), the scheduler, the tick loop.
+    """The web app (/healthz, /readyz, /metrics, chat webhooks), the scheduler, the tick loop.
 
-    Announcements are not yet posted to chat (they stay queued in the store), and the GitOps
-    repository is still the data directory's sandbox.
+    Slack and Telegram start when settings.yaml enables them; proposal cards and news go to
+    their changes channels. The GitOps repository is still the data directory's sandbox.
     """
-    from bots.serve import serve  # fastapi and uvicorn load only for this command
+    from bots.chat_setup import connect_chat  # fastapi and uvicorn load only for this command
+    from bots.serve import serve
 
     settings = _settings(data_dir, config_dir)
     config = _load(settings)
@@ -159,44 +154,19 @@ def serve_command(
         runtime = build_runtime(settings, config, notifier=None, demo=False)
     except (BotError, ApprovalError, AgentError) as e:
         raise _fail(str(e)) from e
-    routers: list[APIRouter] = []
-    adapters: list[tuple[str, Callable[[], bool]]] = []
-    if config.general.chat.slack.enabled:
-        slack = _slack(settings, config, runtime)
-        routers.append(slack.router())
-        adapters.append(("slack", slack.started))
+    try:
+        chat = connect_chat(settings, config, runtime)
+    except BotError as e:
+        runtime.close()
+        raise _fail(str(e)) from e
     serve(
         runtime,
         host=host,
         port=port,
         start_scheduler=settings.scheduler,
-        routers=routers,
-        adapters=adapters,
+        routers=chat.routers,
+        adapters=chat.readiness,
     )
-
-
-def _slack(settings: RuntimeSettings, config: ConfigBundle, runtime: Runtime) -> SlackAdapter:
-    from bots.slack import SlackAdapter
-
-    token, secret = settings.slack_bot_token, settings.slack_signing_secret
-    if token is None or secret is None:
-        runtime.close()
-        raise _fail(
-            "chat.slack.enabled is true in settings.yaml but OPSGATE_SLACK_BOT_TOKEN and "
-            "OPSGATE_SLACK_SIGNING_SECRET are not both set"
-        )
-    adapter = SlackAdapter(
-        gateway=runtime.gateway,
-        bot_token=token.get_secret_value(),
-        signing_secret=secret.get_secret_value(),
-        api_base_url=config.general.chat.slack.api_base_url,
-    )
-    try:
-        adapter.start()
-    except Exception as e:
-        runtime.close()
-        raise _fail(f"Slack did not accept the bot token (auth.test): {e}") from e
-    return adapter
 
 
 @config_app.command("check")

@@ -20,6 +20,8 @@ from approval_engine.config import (
 from approval_engine.editors import read_value
 from approval_engine.errors import ApprovalError, ConfigError
 from approval_engine.targets import Targets
+from bots.commands import install_all
+from bots.router import Router
 from bots.settings import GeneralConfig
 
 M = TypeVar("M", bound=BaseModel)
@@ -107,6 +109,14 @@ def _cross_check(bundle: ConfigBundle, config_dir: Path) -> list[str]:
         if service not in bundle.targets.services:
             problems.append(
                 f"{config_dir / 'policy.yaml'}: limits.{service}: no such service in targets.yaml"
+            )
+    commands = install_all(Router())
+    for name in bundle.general.chat.command_channels:
+        if commands.get(name) is None:
+            hint = " (without the slash)" if commands.get(name.lstrip("/")) else ""
+            problems.append(
+                f"{config_dir / 'settings.yaml'}: chat.command_channels.{name}: "
+                f"no such command{hint}"
             )
     if bundle.general.demo.default_user not in bundle.users.people:
         problems.append(

@@ -61,7 +61,7 @@ class Gateway:
                 reply = self._apology(event)
         return reply
 
-    def dispatch(self, event: ChatEvent, send: Callable[[Reply], None]) -> None:
+    def dispatch(self, event: ChatEvent, send: Callable[[Reply], object]) -> None:
         """Reply first, then move in-flight proposals so their announcements follow the reply."""
         send(self.handle(event))
         self.tick()
@@ -112,6 +112,14 @@ class Gateway:
                     actor=actor.name, action=name, subject=" ".join(args[:1]) or "-", reason=reason
                 )
                 return _error(f"Not allowed: {reason}.")
+            places = self.services.command_channels.get(command.name)
+            here = f"{event.platform}:{event.channel}"
+            if places is not None and here not in places:
+                reason = f"/{command.name} may only be used in {', '.join(sorted(places))}"
+                self.services.engine.audit_denial(
+                    actor=actor.name, action=name, subject=here, reason=reason
+                )
+                return _error(f"Not allowed here: {reason}.")
             return command.handler(
                 Context(event=event, actor=actor, args=args, services=self.services)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agents.runner import AgentRunner
@@ -27,5 +28,7 @@ class Services:
     demo: bool = False
     # Demo only: who each console channel speaks as after /as.
     speakers: dict[str, str] = field(default_factory=dict)
+    # Commands that may only be typed in some places: name → {"slack:C0123", …}.
+    command_channels: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # One engine operation at a time: chat commands, ticks and scheduled agents' proposals.
     lock: threading.RLock = field(default_factory=threading.RLock)

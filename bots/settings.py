@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,15 @@ class RuntimeSettings(BaseSettings):
     aws_secret_access_key: SecretStr | None = None
     slack_bot_token: SecretStr | None = Field(default=None, description="xoxb-… bot token")
     slack_signing_secret: SecretStr | None = Field(
-        default=None, description="verifies that requests come from Slack"
+        default=None, description="HTTP mode: verifies that requests come from Slack"
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None, description="Socket Mode: xapp-… app-level token with connections:write"
+    )
+    telegram_bot_token: SecretStr | None = Field(default=None, description="from @BotFather")
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="webhook mode: Telegram sends it in X-Telegram-Bot-Api-Secret-Token",
     )
     scheduler: bool = Field(
         default=True,
@@ -84,9 +92,58 @@ class SourcesSettings(BaseModel):
 class SlackSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     enabled: bool = False
+    mode: Literal["http", "socket"] = Field(
+        default="http",
+        description="http: Slack posts to /slack/events; socket: opsgate dials out (Socket Mode)",
+    )
     api_base_url: str | None = Field(
         default=None, description="Slack Web API base, e.g. an Enterprise proxy; default Slack's"
     )
+    changes_channel: str | None = Field(
+        default=None,
+        pattern=r"^[CG][A-Z0-9]+$",
+        description="channel id (C…) where proposal cards and agents' news are posted",
+    )
+
+
+class TelegramSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = False
+    mode: Literal["polling", "webhook"] = Field(
+        default="polling", description="polling needs no public URL; webhook needs webhook_url"
+    )
+    api_base_url: str | None = Field(
+        default=None, description="a local Bot API server's root; default api.telegram.org"
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="public URL of /telegram/webhook, registered with setWebhook at start",
+    )
+    allowed_chats: list[int] = Field(
+        default_factory=list, description="chat ids that may use the bot; others are refused"
+    )
+    changes_chat: int | None = Field(
+        default=None, description="chat id where proposal cards and agents' news are posted"
+    )
+    send_interval: float = Field(
+        default=1.0, ge=0, le=60, description="seconds between messages to one chat"
+    )
+    group_messages_per_minute: int = Field(
+        default=20, ge=1, le=60, description="Telegram's limit for a group; keep unless raised"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TelegramSettings:
+        if not self.enabled:
+            return self
+        if not self.allowed_chats:
+            raise ValueError("allowed_chats: list the chat ids that may use the bot")
+        if self.mode == "webhook" and self.webhook_url is None:
+            raise ValueError("webhook_url: webhook mode needs the URL Telegram should call")
+        if self.changes_chat is not None and self.changes_chat not in self.allowed_chats:
+            raise ValueError(f"changes_chat: {self.changes_chat} is not in allowed_chats")
+        return self
 
 
 class ChatSettings(BaseModel):
@@ -94,6 +151,27 @@ class ChatSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    command_channels: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="command → the only places it may be typed, as platform:channel "
+        "(slack:C0123, telegram:-1001234, console:console)",
+    )
+
+    @field_validator("command_channels")
+    @classmethod
+    def _places(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for command, places in value.items():
+            if not places:
+                raise ValueError(f"{command}: list at least one place, or leave the command out")
+            for place in places:
+                platform, _, channel = place.partition(":")
+                if platform not in ("slack", "telegram", "console") or not channel:
+                    raise ValueError(
+                        f"{command}: {place!r} is not platform:channel "
+                        "(slack:C0123, telegram:-1001234, console:console)"
+                    )
+        return value
 
 
 class GeneralConfig(BaseModel):

@@ -1,73 +1,93 @@
-"""The Slack adapter: signed Slack requests become ChatEvents; Replies go back as Block Kit."""
+"""The Slack adapter: HTTP or Socket Mode requests become ChatEvents; Replies go as Block Kit."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltRequest, BoltResponse
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.socket_mode.client import BaseSocketModeClient
 
+from approval_engine.engine import utc_now
+from bots._slack_blocks import (
+    MAX_BLOCKS,
+    MAX_SECTION_CHARS,
+    SlackMessage,
+    one_message,
+    render_blocks,
+)
+from bots.chat_store import Card, ChatStore
+from bots.errors import BotError
 from bots.gateway import Gateway
-from bots.render import render_table
-from bots.types import Button, ChatEvent, Reply
+from bots.types import ChatEvent, Reply
 
 __all__ = ["MAX_BLOCKS", "MAX_SECTION_CHARS", "SlackAdapter", "SlackMessage", "render_blocks"]
 
 log = logging.getLogger(__name__)
 
-# Block Kit limits: a section's text, blocks per message, elements per actions/context block.
-MAX_SECTION_CHARS = 3000
-MAX_BLOCKS = 50
-MAX_ACTIONS = 25
-MAX_CONTEXT = 10
-MAX_FALLBACK_CHARS = 3000
 BUTTON_ACTION = re.compile(r"^opsgate:button:\d+$")
 MENTION = re.compile(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>[\s:,]*")
 
 JSON = dict[str, Any]
 
-
-@dataclass(frozen=True)
-class SlackMessage:
-    """One chat.postMessage worth of a Reply: at most MAX_BLOCKS blocks and a fallback text."""
-
-    blocks: list[JSON]
-    text: str
+# What apps.connections.open's refusals of an app-level token mean for whoever set it.
+APP_TOKEN_ADVICE = {
+    "not_allowed_token_type": "it is not an app-level token; create one (xapp-…) under Basic "
+    "Information → App-Level Tokens, with the connections:write scope",
+    "invalid_auth": "Slack does not know it; it was revoked or mistyped",
+    "missing_scope": "it lacks the connections:write scope",
+    "access_denied": "Socket Mode is not turned on for the app (Settings → Socket Mode)",
+}
 
 
 class SlackAdapter:
-    """One Slack workspace: its bolt App, the `/slack/events` route, and posting Replies."""
+    """One Slack workspace: its bolt App, fed over HTTP or (with `app_token`) Socket Mode."""
 
     def __init__(
         self,
         *,
         gateway: Gateway,
+        store: ChatStore,
         bot_token: str,
-        signing_secret: str,
+        signing_secret: str | None = None,
+        app_token: str | None = None,
         api_base_url: str | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        self.platform = "slack"
         self.gateway = gateway
+        self.store = store
+        self.clock = clock
         self.client = WebClient(token=bot_token, base_url=api_base_url or WebClient.BASE_URL)
         # Slack answers 429 with Retry-After; the handler sleeps that long and tries again.
         self.client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+        self.signing_secret = signing_secret
         self.app = App(
             client=self.client,
-            signing_secret=signing_secret,
+            signing_secret=signing_secret or "",  # bolt skips the check for Socket Mode
             token_verification_enabled=False,  # start() checks the token, not the constructor
             name="opsgate",
         )
+        self.app_token = app_token
         self.bot_user_id: str | None = None
         self._started = threading.Event()
+        self._socket: SocketModeHandler | None = None
+        self._socket_url: str | None = None
+        self._hello = threading.Event()
+        self._closing = threading.Event()
         self._register()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -80,12 +100,28 @@ class SlackAdapter:
         log.info("slack: connected to %s as %s", answer.get("team"), answer.get("user"))
 
     def started(self) -> bool:
-        return self._started.is_set()
+        """Token checked; in Socket Mode also connected, and greeted by Slack's `hello`."""
+        if self.app_token is None:
+            return self._started.is_set()
+        socket = self._socket
+        return (
+            self._started.is_set()
+            and self._hello.is_set()
+            and socket is not None
+            and socket.client.is_connected()
+        )
 
     def stop(self) -> None:
         self._started.clear()
+        self._closing.set()
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            socket.client.close()
 
     def router(self) -> APIRouter:
+        """HTTP mode: `POST /slack/events`, every request checked against the signing secret."""
+        if not self.signing_secret:
+            raise BotError("HTTP mode needs the signing secret to verify Slack's requests")
         router = APIRouter()
 
         @router.post("/slack/events")
@@ -99,25 +135,124 @@ class SlackAdapter:
 
         return router
 
+    # -- Socket Mode -------------------------------------------------------------------------
+
+    def check_app_token(self) -> None:
+        """Ask apps.connections.open for a Socket Mode URL now, so that a bad token stops start-up.
+
+        The method is rate-limited (Tier 1): the first connection uses the URL fetched here.
+        """
+        if self.app_token is None:
+            raise BotError("Socket Mode needs an app-level token (xapp-…)")
+        try:
+            answer = self.client.apps_connections_open(app_token=self.app_token)
+        except SlackApiError as e:
+            code = str(e.response.get("error", ""))
+            raise BotError(f"{code}: {APP_TOKEN_ADVICE.get(code, e)}") from e
+        self._socket_url = str(answer["url"])
+
+    def connect_socket(self) -> None:
+        """Open the Socket Mode connection from a background thread; started() says when."""
+        if self.app_token is None:
+            raise BotError("Socket Mode needs an app-level token (xapp-…)")
+        # web_client: apps.connections.open goes to api_base_url, like every other call.
+        handler = SocketModeHandler(self.app, app_token=self.app_token, web_client=self.client)
+        handler.client.message_listeners.append(self._on_socket_message)
+        handler.client.wss_uri, self._socket_url = self._socket_url, None
+        self._closing.clear()
+        self._hello.clear()
+        self._socket = handler
+        threading.Thread(
+            target=self._connect, args=(handler,), name="slack-socket-mode", daemon=True
+        ).start()
+
+    def socket_router(self) -> APIRouter:
+        """Socket Mode: no routes; its lifespan holds the connection while the web app runs."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            self.connect_socket()
+            try:
+                yield
+            finally:
+                await anyio.to_thread.run_sync(self.stop)
+
+        return APIRouter(lifespan=lifespan)
+
+    def _connect(self, handler: SocketModeHandler) -> None:
+        # connect() raises only when apps.connections.open fails; once connected, the client
+        # itself reconnects on `disconnect` messages and dropped connections.
+        delay = 1.0
+        while not self._closing.is_set():
+            try:
+                handler.client.connect()
+                if self._closing.is_set():  # stop() came while connecting
+                    handler.client.close()
+                return
+            except Exception as e:
+                log.warning("slack: Socket Mode did not connect (%s); again in %gs", e, delay)
+                self._closing.wait(delay)
+                delay = min(delay * 2, 60.0)
+
+    def _on_socket_message(
+        self, _client: BaseSocketModeClient, message: dict[str, Any], _raw: str | None
+    ) -> None:
+        if message.get("type") == "hello":
+            self._hello.set()
+            log.info("slack: Socket Mode connected (%s)", message.get("num_connections"))
+
     # -- sending -----------------------------------------------------------------------------
 
-    def send(self, reply: Reply, *, channel: str, thread: str | None = None) -> None:
-        """Post a Reply as one or more messages, then its graph as a file."""
+    def send(self, reply: Reply, *, channel: str, thread: str | None = None) -> str:
+        """Post a Reply as one or more messages, then its graph as a file; the first's ts.
+
+        A proposal card is remembered by its first message, which later states edit.
+        """
         where = reply.channel or channel
         thread_ts = reply.thread or thread
+        first = ""
         for message in render_blocks(reply):
-            self.client.chat_postMessage(
+            answer = self.client.chat_postMessage(
                 channel=where, text=message.text, blocks=message.blocks, thread_ts=thread_ts
             )
+            first = first or str(answer["ts"])
+            where = str(answer.get("channel") or where)  # a DM posted to a user id gets a D…
         if reply.image_png is not None:
             self.client.files_upload_v2(
                 channel=where, file=reply.image_png, filename="graph.png", thread_ts=thread_ts
             )
+        if reply.card is not None and first:
+            self.store.add_card(Card(reply.card, self.platform, where, first), at=self.clock())
+        return first
+
+    # -- the notifier's CardSurface ----------------------------------------------------------
+
+    def post(self, channel: str, reply: Reply, *, thread: str | None = None) -> str:
+        return self.send(one_message(reply), channel=channel, thread=thread)
+
+    def edit(self, channel: str, message_id: str, reply: Reply) -> None:
+        message = render_blocks(one_message(reply))[0]
+        self.client.chat_update(
+            channel=channel, ts=message_id, text=message.text, blocks=message.blocks
+        )
 
     # -- listeners ---------------------------------------------------------------------------
 
     def _register(self) -> None:
         app = self.app
+
+        @app.middleware
+        def once_per_event(req: BoltRequest, resp: BoltResponse, next: Callable[[], None]) -> Any:
+            # Slack retries an event it believes was not acknowledged (X-Slack-Retry-Num); a
+            # command typed once must run once, whichever replica the retry reaches.
+            event_id = (
+                req.body.get("event_id") if req.body.get("type") == "event_callback" else None
+            )
+            if event_id and not self.store.first_time(f"slack:{event_id}", at=self.clock()):
+                log.info("slack: event %s was already handled; retry dropped", event_id)
+                return BoltResponse(status=200, body="")
+            next()
+            return None
 
         @app.command("/opsgate")
         def slash_command(ack: Ack, body: JSON) -> None:
@@ -192,108 +327,3 @@ def as_command(text: str) -> str:
     """`status` and `/status` both mean the /status command."""
     text = text.strip()
     return text if not text or text.startswith("/") else f"/{text}"
-
-
-# -- rendering -------------------------------------------------------------------------------
-
-
-def escape(text: str) -> str:
-    """Slack's mrkdwn control characters: only &, < and > are escaped."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def render_blocks(reply: Reply) -> list[SlackMessage]:
-    """A Reply as Block Kit messages; long parts are split across sections and messages."""
-    blocks: list[tuple[JSON, str]] = []  # each block with its escaped plain-text fallback
-    if reply.text:
-        text = f"⚠️ {reply.text}" if reply.error else reply.text
-        blocks += [(_section(chunk), chunk) for chunk in _chunks(text, limit=MAX_SECTION_CHARS)]
-    for table in reply.tables:
-        blocks += _preformatted(render_table(table))
-    if reply.code:
-        blocks += _preformatted(reply.code.rstrip("\n"))
-    for start in range(0, len(reply.buttons), MAX_ACTIONS):
-        row = reply.buttons[start : start + MAX_ACTIONS]
-        plain = escape("  ".join(f"[{b.label}: {b.command}]" for b in row))
-        blocks.append((_actions(row, first=start), plain))
-    for start in range(0, len(reply.footer), MAX_CONTEXT):
-        lines = reply.footer[start : start + MAX_CONTEXT]
-        elements = [{"type": "mrkdwn", "text": escape(line)} for line in lines]
-        blocks.append(({"type": "context", "elements": elements}, escape("\n".join(lines))))
-    return [
-        SlackMessage(
-            blocks=[block for block, _ in part],
-            text=_fallback("\n".join(plain for _, plain in part)),
-        )
-        for part in _batches(blocks, MAX_BLOCKS)
-    ]
-
-
-def _section(escaped: str) -> JSON:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": escaped}}
-
-
-def _preformatted(text: str) -> list[tuple[JSON, str]]:
-    fence = "```\n", "\n```"
-    limit = MAX_SECTION_CHARS - len(fence[0]) - len(fence[1])
-    return [
-        (_section(f"{fence[0]}{chunk}{fence[1]}"), chunk) for chunk in _chunks(text, limit=limit)
-    ]
-
-
-def _actions(buttons: Iterable[Button], *, first: int) -> JSON:
-    elements = []
-    for number, button in enumerate(buttons, start=first):
-        element: JSON = {
-            "type": "button",
-            "action_id": f"opsgate:button:{number}",
-            "text": {"type": "plain_text", "text": button.label[:75], "emoji": True},
-            "value": button.command,
-        }
-        if button.style in ("primary", "danger"):
-            element["style"] = button.style
-        elements.append(element)
-    return {"type": "actions", "elements": elements}
-
-
-def _chunks(text: str, *, limit: int) -> Iterator[str]:
-    """Escaped pieces of at most `limit` characters, cut at line ends where possible."""
-    current = ""
-    for line in _escaped_lines(text, limit=limit):
-        joined = f"{current}\n{line}" if current else line
-        if len(joined) <= limit:
-            current = joined
-            continue
-        if current:
-            yield current
-        current = line
-    if current:
-        yield current
-
-
-def _escaped_lines(text: str, *, limit: int) -> Iterator[str]:
-    for line in text.split("\n"):
-        piece = ""
-        for char in line:
-            escaped = escape(char)
-            if len(piece) + len(escaped) > limit:
-                yield piece
-                piece = ""
-            piece += escaped
-        yield piece
-
-
-def _batches(blocks: list[tuple[JSON, str]], size: int) -> Iterator[list[tuple[JSON, str]]]:
-    for start in range(0, len(blocks), size):
-        yield blocks[start : start + size]
-
-
-def _fallback(escaped: str) -> str:
-    """Notifications and old clients show this; the blocks carry the whole reply."""
-    text = escaped.strip() or "opsgate"
-    if len(text) <= MAX_FALLBACK_CHARS:
-        return text
-    cut = text[: MAX_FALLBACK_CHARS - 1]
-    if cut.rfind("&") > cut.rfind(";"):  # never end inside an &amp; entity
-        cut = cut[: cut.rfind("&")]
-    return cut + "…"

@@ -6,38 +6,43 @@ import asyncio
 import contextlib
 import functools
 import hmac
-import html
 import logging
 import re
-import secrets
-import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
 from telegram.constants import ChatType, ParseMode
-from telegram.error import RetryAfter
-from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+from telegram.error import BadRequest, RetryAfter
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 from telegram.warnings import PTBDeprecationWarning
 
+from approval_engine.engine import utc_now
+from bots._telegram_html import MAX_ANSWER, MAX_TEXT, answer_text, one_message, render_html
+from bots.chat_store import Card, ChatStore
 from bots.gateway import Gateway
-from bots.render import render_table
+from bots.send_queue import ChatSender
 from bots.types import ChatEvent, Reply
 
-__all__ = ["SECRET_HEADER", "TelegramAdapter", "render_html"]
+__all__ = ["MAX_TEXT", "SECRET_HEADER", "TelegramAdapter", "render_html"]
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-MAX_TEXT = 4096  # Telegram's limit per message, in UTF-16 code units
-MAX_ANSWER = 200  # answerCallbackQuery text
-MAX_SEND_ATTEMPTS = 5
 EXPIRED = "This button has expired"
+ALLOWED_UPDATES = ["message", "callback_query"]
 _COMMAND = re.compile(r"/(?P<name>[A-Za-z0-9_]+)(?:@(?P<bot>[A-Za-z0-9_]+))?(?=\s|$)")
 
 T = TypeVar("T")
@@ -56,28 +61,41 @@ class TelegramAdapter:
         self,
         *,
         gateway: Gateway,
+        store: ChatStore,
         token: str,
         base_url: str | None = None,
         allowed_chats: frozenset[int] | None = None,
         webhook_secret: str | None = None,
         bot_username: str | None = None,
         min_send_interval: float = 1.0,
-        button_ttl: float = 24 * 3600,
+        group_messages_per_minute: int = 20,
+        button_ttl: timedelta = timedelta(days=7),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         builder = Application.builder().token(token)
         if base_url is not None:
             root = base_url.rstrip("/")
             builder = builder.base_url(f"{root}/bot").base_file_url(f"{root}/file/bot")
         self.application: _App = builder.build()
+        self.platform = "telegram"
         self.gateway = gateway
+        self.store = store
+        self.clock = clock
         self.allowed_chats = allowed_chats
         self._webhook_secret = webhook_secret
         self._bot_username = bot_username
-        self._buttons = ButtonStore(ttl=button_ttl)
-        self._sender = ChatSender(min_interval=min_send_interval, sleep=sleep)
+        self._button_ttl = button_ttl
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sender = ChatSender(
+            min_interval=min_send_interval,
+            retry_after=_retry_after,
+            group_per_minute=group_messages_per_minute,
+            sleep=sleep,
+        )
         self._refused: set[int] = set()
         self._started = False
+        self.application.add_handler(TypeHandler(Update, self._once), group=-1)
         self.application.add_handler(
             MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message)
         )
@@ -92,6 +110,7 @@ class TelegramAdapter:
 
     async def start(self) -> None:
         """Connect (getMe) and start handling updates, without fetching any."""
+        self._loop = asyncio.get_running_loop()
         await self.application.initialize()
         if self._bot_username is None:
             self._bot_username = self.application.bot.username
@@ -103,7 +122,7 @@ class TelegramAdapter:
         updater = self.application.updater
         if updater is None:
             raise RuntimeError("this Application was built without an updater")
-        await updater.start_polling(allowed_updates=["message", "callback_query"])
+        await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
 
     async def stop(self) -> None:
         self._started = False
@@ -119,13 +138,37 @@ class TelegramAdapter:
         update = Update.de_json(dict(data), self.application.bot)
         await self.application.process_update(update)
 
-    def webhook_router(self) -> APIRouter:
-        """`POST /telegram/webhook`; the router's lifespan starts and stops the bot."""
+    def polling_router(self) -> APIRouter:
+        """No routes: its lifespan long-polls getUpdates while the web app runs."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            await self.start_polling()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        return APIRouter(lifespan=lifespan)
+
+    def webhook_router(self, *, register_url: str | None = None) -> APIRouter:
+        """`POST /telegram/webhook`; the router's lifespan starts and stops the bot.
+
+        With `register_url`, start-up tells Telegram (setWebhook) to post updates there,
+        with the secret token and only the update types the bot handles.
+        """
 
         @contextlib.asynccontextmanager
         async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
             await self.start()
             try:
+                if register_url is not None:
+                    await self.application.bot.set_webhook(
+                        register_url,
+                        secret_token=self._webhook_secret,
+                        allowed_updates=ALLOWED_UPDATES,
+                    )
+                    log.info("telegram: webhook registered at %s", register_url)
                 yield
             finally:
                 await self.stop()
@@ -156,6 +199,13 @@ class TelegramAdapter:
         return hmac.compare_digest(given.encode(), self._webhook_secret.encode())
 
     # --- handlers -------------------------------------------------------------------------
+
+    async def _once(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Telegram re-sends an update it thinks was not received; handle each id once."""
+        key = f"telegram:{self.application.bot.id}:{update.update_id}"
+        if not await asyncio.to_thread(self.store.first_time, key, at=self.clock()):
+            log.info("telegram: update %s was already handled; dropped", update.update_id)
+            raise ApplicationHandlerStop
 
     async def _on_message(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.message, update.effective_user
@@ -189,8 +239,16 @@ class TelegramAdapter:
         reply: Reply | None = None
         try:
             chat = query.message.chat if query.message is not None else None
-            command = self._buttons.get(query.data or "", chat_id=chat.id if chat else None)
-            if chat is None or command is None:
+            if chat is None:
+                return
+            command = await asyncio.to_thread(
+                self.store.button,
+                query.data or "",
+                platform=self.platform,
+                channel=str(chat.id),
+                at=self.clock(),
+            )
+            if command is None:
                 return
             if not self._allowed(chat.id):
                 answer, show_alert = _refusal(chat.id), True
@@ -203,7 +261,7 @@ class TelegramAdapter:
                 display_name=query.from_user.full_name,
             )
             reply = await asyncio.to_thread(self.gateway.handle, event)
-            answer, show_alert = _answer_text(reply), reply.error
+            answer, show_alert = answer_text(reply), reply.error
         finally:
             await query.answer(answer[:MAX_ANSWER], show_alert=show_alert)
         if reply is None or chat is None:
@@ -231,180 +289,114 @@ class TelegramAdapter:
 
     # --- sending --------------------------------------------------------------------------
 
-    async def send(self, chat_id: int, reply: Reply) -> None:
-        """Every part of the reply, in order, through the chat's flood-controlled queue."""
+    async def send(self, chat_id: int, reply: Reply, *, thread: int | None = None) -> int:
+        """Every part of the reply, in order, through the chat's flood-controlled queue.
+
+        Returns the first message's id; a proposal card is remembered by it.
+        """
         bot = self.application.bot
         messages = render_html(reply)
-        markup = self._keyboard(chat_id, reply)
+        markup = await self._keyboard(chat_id, reply)
         if markup is not None and not messages:
             messages = ["Choose:"]
+        first = 0
         for i, text in enumerate(messages):
             keyboard = markup if i == len(messages) - 1 else None
-            await self._sender.run(
-                chat_id, functools.partial(self._send_text, chat_id, text, keyboard)
+            sent = await self._sender.run(
+                chat_id, functools.partial(self._send_text, chat_id, text, keyboard, thread)
             )
+            first = first or sent.message_id
         if reply.image_png is not None:
             photo = reply.image_png
             await self._sender.run(chat_id, lambda: bot.send_photo(chat_id, photo))
+        if reply.card is not None and first:
+            card = Card(reply.card, self.platform, str(chat_id), str(first))
+            await asyncio.to_thread(self.store.add_card, card, at=self.clock())
+        return first
 
     async def _send_text(
-        self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None
-    ) -> object:
-        return await self.application.bot.send_message(
-            chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup
+        self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None, thread: int | None
+    ) -> Message:
+        message: Message = await self.application.bot.send_message(
+            chat_id,
+            text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+            reply_parameters=(
+                ReplyParameters(thread, allow_sending_without_reply=True) if thread else None
+            ),
         )
+        return message
 
-    def _keyboard(self, chat_id: int, reply: Reply) -> InlineKeyboardMarkup | None:
+    async def _edit(self, chat_id: int, message_id: int, reply: Reply) -> None:
+        text = render_html(reply)[0] if reply.text or reply.code else "…"
+        markup = await self._keyboard(chat_id, reply)
+
+        async def edit() -> object:
+            try:
+                return await self.application.bot.edit_message_text(
+                    text, chat_id, message_id, parse_mode=ParseMode.HTML, reply_markup=markup
+                )
+            except BadRequest as e:
+                if "not modified" in str(e).lower():  # the card already shows this
+                    return None
+                raise
+
+        await self._sender.run(chat_id, edit)
+
+    async def _keyboard(self, chat_id: int, reply: Reply) -> InlineKeyboardMarkup | None:
         if not reply.buttons:
             return None
-        row = [
-            InlineKeyboardButton(b.label, callback_data=self._buttons.put(chat_id, b.command))
-            for b in reply.buttons
-        ]
+        row = []
+        for button in reply.buttons:
+            key = await asyncio.to_thread(
+                self.store.put_button,
+                platform=self.platform,
+                channel=str(chat_id),
+                command=button.command,
+                at=self.clock(),
+                ttl=self._button_ttl,
+            )
+            row.append(InlineKeyboardButton(button.label, callback_data=key))
         return InlineKeyboardMarkup([row])
 
+    # --- the notifier's CardSurface (called from worker threads, never the bot's loop) -----
 
-# --- buttons --------------------------------------------------------------------------------
+    def post(self, channel: str, reply: Reply, *, thread: str | None = None) -> str:
+        card = one_message(reply)
+        return str(
+            self._call(self.send(int(channel), card, thread=int(thread) if thread else None))
+        )
 
+    def edit(self, channel: str, message_id: str, reply: Reply) -> None:
+        self._call(self._edit(int(channel), int(message_id), one_message(reply)))
 
-@dataclass(frozen=True)
-class _Pressable:
-    chat_id: int
-    command: str
-    expires: float
-
-
-class ButtonStore:
-    """Commands behind short random ids, since callback_data holds at most 64 bytes.
-
-    In memory: ids die with the process (presses then answer "expired") and are not shared
-    between replicas.
-    """
-
-    def __init__(self, *, ttl: float, limit: int = 10_000) -> None:
-        self._ttl, self._limit = ttl, limit
-        self._entries: dict[str, _Pressable] = {}
-
-    def put(self, chat_id: int, command: str) -> str:
-        if len(self._entries) >= self._limit:
-            del self._entries[next(iter(self._entries))]  # oldest first
-        key = "b:" + secrets.token_urlsafe(12)
-        self._entries[key] = _Pressable(chat_id, command, time.monotonic() + self._ttl)
-        return key
-
-    def get(self, key: str, *, chat_id: int | None) -> str | None:
-        entry = self._entries.get(key)
-        if entry is None or entry.chat_id != chat_id or entry.expires < time.monotonic():
-            return None
-        return entry.command
+    def _call(self, work: Coroutine[Any, Any, T], *, timeout: float = 120.0) -> T:
+        loop = self._loop
+        if loop is None or not self._started:
+            work.close()
+            raise RuntimeError("the Telegram adapter is not started")
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            work.close()
+            raise RuntimeError("CardSurface calls block; call them from a worker thread")
+        return asyncio.run_coroutine_threadsafe(work, loop).result(timeout)
 
 
 # --- flood control --------------------------------------------------------------------------
 
 
-class ChatSender:
-    """One send at a time per chat, `min_interval` apart, waiting out RetryAfter."""
-
-    def __init__(
-        self, *, min_interval: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    ) -> None:
-        self._min_interval, self._sleep = min_interval, sleep
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._last: dict[int, float] = {}
-
-    async def run(self, chat_id: int, call: Callable[[], Awaitable[T]]) -> T:
-        async with self._locks.setdefault(chat_id, asyncio.Lock()):
-            since = time.monotonic() - self._last.get(chat_id, float("-inf"))
-            if since < self._min_interval:
-                await self._sleep(self._min_interval - since)
-            for attempt in range(1, MAX_SEND_ATTEMPTS + 1):
-                try:
-                    result = await call()
-                    break
-                except RetryAfter as e:
-                    if attempt == MAX_SEND_ATTEMPTS:
-                        raise
-                    wait = _retry_after(e)
-                    log.warning("Telegram flood control in chat %s: waiting %gs", chat_id, wait)
-                    await self._sleep(wait)
-            self._last[chat_id] = time.monotonic()
-            return result
-
-
-def _retry_after(error: RetryAfter) -> float:
+def _retry_after(error: Exception) -> float | None:
+    """Seconds Telegram asked us to wait (RetryAfter), or None for any other error."""
+    if not isinstance(error, RetryAfter):
+        return None
     with warnings.catch_warnings():  # PTB 22 warns that the int will become a timedelta
         warnings.simplefilter("ignore", PTBDeprecationWarning)
         value = error.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-# --- rendering ------------------------------------------------------------------------------
-
-
-def render_html(reply: Reply) -> list[str]:
-    """The reply as Telegram HTML messages, each within MAX_TEXT; nothing is cut off."""
-    blocks: list[list[str]] = []
-    if reply.text:
-        blocks.append(_chunks(reply.text, html.escape))
-    for table in reply.tables:
-        blocks.append(_chunks(render_table(table), _pre))
-    if reply.code:
-        blocks.append(_chunks(reply.code.rstrip("\n"), _pre))
-    for line in reply.footer:
-        blocks.append(_chunks(line, lambda s: f"<i>{html.escape(s)}</i>"))
-    messages: list[str] = []
-    for chunk in (c for block in blocks for c in block):
-        if messages and _size(f"{messages[-1]}\n{chunk}") <= MAX_TEXT:
-            messages[-1] = f"{messages[-1]}\n{chunk}"
-        else:
-            messages.append(chunk)
-    return messages
-
-
-def _pre(raw: str) -> str:
-    return f"<pre>{html.escape(raw)}</pre>"
-
-
-def _size(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _chunks(raw: str, wrap: Callable[[str], str]) -> list[str]:
-    """`raw` wrapped, split at line ends (or inside a line only when it alone is too long)."""
-    out: list[str] = []
-    current: str | None = None
-    for line in raw.split("\n"):
-        for piece in _hard_split(line, wrap):
-            joined = piece if current is None else f"{current}\n{piece}"
-            if _size(wrap(joined)) <= MAX_TEXT:
-                current = joined
-            else:
-                if current is not None:
-                    out.append(current)
-                current = piece
-    if current is not None:
-        out.append(current)
-    return [wrap(c) for c in out if c.strip()]
-
-
-def _hard_split(line: str, wrap: Callable[[str], str]) -> Iterator[str]:
-    if _size(wrap(line)) <= MAX_TEXT:
-        yield line
-        return
-    room = MAX_TEXT - _size(wrap(""))
-    start, used = 0, 0
-    for i, char in enumerate(line):
-        cost = _size(wrap(char)) - _size(wrap(""))
-        if used + cost > room:
-            yield line[start:i]
-            start, used = i, 0
-        used += cost
-    yield line[start:]
-
-
-def _answer_text(reply: Reply) -> str:
-    first = (reply.text.strip().splitlines() or ["Done."])[0]
-    return first if len(first) <= MAX_ANSWER else first[: MAX_ANSWER - 1] + "…"
 
 
 def _refusal(chat_id: int) -> str:

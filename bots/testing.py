@@ -45,14 +45,18 @@ class FakeChat:
         config_dir: Path = PROJECT_ROOT / "config",
         demo: bool = True,
         clock: Callable[[], datetime] = utc_now,
+        resume: bool = True,
     ) -> None:
+        """`resume=False` leaves in-flight proposals and queued news for the first `tick()`,
+        after a test has installed another notifier on `runtime.gateway`."""
         self.announcements: list[Announcement] = []
         settings = RuntimeSettings(data_dir=data_dir, config_dir=config_dir)
         config = load_config(config_dir, repo_root=PROJECT_ROOT)
         self.runtime: Runtime = build_runtime(
             settings, config, notifier=self, demo=demo, clock=clock
         )
-        self.runtime.gateway.tick()
+        if resume:
+            self.runtime.gateway.tick()
 
     def announce(self, announcement: Announcement) -> None:
         self.announcements.append(announcement)

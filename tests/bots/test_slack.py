@@ -94,6 +94,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slack]:
     with FakeSlack() as fake:
         adapter = SlackAdapter(
             gateway=runtime.gateway,
+            store=runtime.chat,
             bot_token=fake.bot_token,
             signing_secret=SECRET,
             api_base_url=fake.api_url,
@@ -210,6 +211,27 @@ def test_a_mention_runs_the_command_after_it(slack: Slack) -> None:
     reply = slack.next_reply(0)
     assert "```" in section_texts(reply), "the status tables are preformatted"
     assert "checkout" in section_texts(reply)
+
+
+def test_an_event_slack_retries_runs_once(slack: Slack) -> None:
+    body = event_body(
+        app_mention_event(f"<@{BOT_USER_ID}> scale search 6 prod", user=BOB, channel=slack.channel),
+        event_id="Ev0RETRY01",
+    )
+    before = slack.proposals()
+
+    assert slack.post(body) == 200
+    slack.next_reply(0)
+    retry = signed_headers(body, SECRET) | {
+        "X-Slack-Retry-Num": "1",
+        "X-Slack-Retry-Reason": "http_timeout",
+    }
+    answer = slack.served.client.post("/slack/events", content=body, headers=retry)
+
+    assert answer.status_code == 200
+    assert slack.proposals() == before + 1
+    time.sleep(0.3)  # a second run would have posted its reply by now
+    assert len(slack.posted()) == 1
 
 
 def test_a_direct_message_is_answered_in_the_same_conversation(slack: Slack) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from bots.app import Runtime, build_runtime
 from bots.config import load_config
@@ -120,6 +122,7 @@ async def world(
     group = fake.group_chat("sre")
     adapter = TelegramAdapter(
         gateway=runtime.gateway,
+        store=runtime.chat,
         token=fake.token,
         base_url=fake.url,
         allowed_chats=frozenset({group.id, people["alice"].id, people["bob"].id}),
@@ -330,7 +333,11 @@ async def test_sends_to_one_chat_keep_the_minimum_interval(
         waits.append(seconds)
 
     adapter = TelegramAdapter(
-        gateway=runtime.gateway, token=fake.token, base_url=fake.url, sleep=sleep
+        gateway=runtime.gateway,
+        store=runtime.chat,
+        token=fake.token,
+        base_url=fake.url,
+        sleep=sleep,
     )
     chat = fake.private_chat(people["alice"])
     before = len(fake.messages[chat.id])
@@ -353,7 +360,11 @@ async def test_long_polling_answers_a_command(
     fake: FakeTelegram, runtime: Runtime, people: dict[str, FakeUser]
 ) -> None:
     adapter = TelegramAdapter(
-        gateway=runtime.gateway, token=fake.token, base_url=fake.url, min_send_interval=0
+        gateway=runtime.gateway,
+        store=runtime.chat,
+        token=fake.token,
+        base_url=fake.url,
+        min_send_interval=0,
     )
     assert not adapter.started()
     chat = fake.private_chat(people["alice"])
@@ -394,6 +405,7 @@ def test_the_webhook_handles_updates_only_with_the_right_secret(
     before = len(fake.messages[chat.id])
     adapter = TelegramAdapter(
         gateway=runtime.gateway,
+        store=runtime.chat,
         token=fake.token,
         base_url=fake.url,
         webhook_secret=SECRET,
@@ -423,3 +435,61 @@ def test_the_webhook_handles_updates_only_with_the_right_secret(
 
     assert "simulated cluster" in "\n".join(m.text or "" for m in fake.messages[chat.id][before:])
     assert runtime.engine.proposals(active_only=True) == [], "a forged update ran"
+
+
+# --- once only, and after a restart ---------------------------------------------------------
+
+
+async def test_an_update_delivered_twice_is_handled_once(world: World) -> None:
+    update = world.fake.say(world.group, world.alice, "/scale cart 7 prod")
+    active = len(world.runtime.engine.proposals(active_only=True))
+    before = len(world.sent(world.group))
+
+    await world.adapter.process(update)
+    after_first = len(world.sent(world.group))
+    await world.adapter.process(update)  # Telegram re-sends what it thinks was not received
+
+    assert len(world.runtime.engine.proposals(active_only=True)) == active + 1
+    assert after_first > before
+    assert len(world.sent(world.group)) == after_first
+
+
+async def test_a_button_still_works_for_a_new_adapter_after_a_restart(
+    world: World, people: dict[str, FakeUser]
+) -> None:
+    sent = await world.say(world.group, world.alice, "/scale search 7 prod")
+    proposal, message = opened(sent), card(sent)
+    await world.adapter.stop()
+    world.adapter = TelegramAdapter(  # what a restarted (or another) replica builds
+        gateway=world.runtime.gateway,
+        store=world.runtime.chat,
+        token=world.fake.token,
+        base_url=world.fake.url,
+        allowed_chats=frozenset({world.group.id}),
+        min_send_interval=0,
+    )
+    await world.adapter.start()
+
+    answer = await world.press(world.group, world.bob, message, "Approve")
+
+    assert answer["text"].startswith(f"Approved {proposal} (1 of 2"), answer
+    assert [a.approver for a in world.runtime.engine.get(proposal).approvals] == ["bob"]
+
+
+def test_webhook_mode_registers_the_url_and_secret_with_telegram(
+    fake: FakeTelegram, runtime: Runtime
+) -> None:
+    adapter = TelegramAdapter(
+        gateway=runtime.gateway,
+        store=runtime.chat,
+        token=fake.token,
+        base_url=fake.url,
+        webhook_secret=SECRET,
+    )
+    url = "https://opsgate.example.com/telegram/webhook"
+    app = FastAPI()
+    app.include_router(adapter.webhook_router(register_url=url))
+    with webhook_removed_after(fake), TestClient(app):
+        assert fake.webhook is not None
+        assert (fake.webhook.url, fake.webhook.secret_token) == (url, SECRET)
+        assert fake.webhook.allowed_updates == ["message", "callback_query"]

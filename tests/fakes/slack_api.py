@@ -14,6 +14,9 @@ guarded by one lock, so a test may read it while the server thread answers.
 
 The second half builds what Slack sends *to* an app: slash commands (form body), Events API
 callbacks (JSON) and interactivity (`payload=` form field), signed with Slack's v0 scheme.
+
+Socket Mode: `add_app_token()` registers an app-level token, and a `FakeSocketMode` (in
+slack_socket_mode.py) attached to the fake makes `apps.connections.open` hand out its URLs.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "BOT_ID",
     "BOT_SCOPES",
     "BOT_USER_ID",
+    "CONNECTIONS_SCOPES",
     "GENERAL",
     "MAX_BLOCKS",
     "MAX_TEXT_CHARS",
@@ -56,6 +60,7 @@ __all__ = [
     "FakeSlack",
     "Message",
     "ResponseUrlPost",
+    "SocketModeLinks",
     "UploadedFile",
     "User",
     "app_mention_event",
@@ -90,6 +95,8 @@ BOT_SCOPES = (
     "im:read",
     "users:read",
 )
+# An app-level token's scope for Socket Mode.
+CONNECTIONS_SCOPES = ("connections:write",)
 # chat.postMessage: "Provide no more than 40,000 characters"; Block Kit: up to 50 blocks.
 MAX_TEXT_CHARS = 40_000
 MAX_BLOCKS = 50
@@ -104,7 +111,10 @@ _SCOPE_OF = {
     "users.info": "users:read",
     "files.getUploadURLExternal": "files:write",
     "files.completeUploadExternal": "files:write",
+    "apps.connections.open": "connections:write",
 }
+# App-level tokens work "only with specific APIs"; of those the fake has this one.
+_APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 
 
 class _ApiError(Exception):
@@ -332,6 +342,13 @@ class _Identity:
     user_id: str
     bot_id: str | None
     scopes: tuple[str, ...]
+    kind: Literal["bot", "user", "app"] = "bot"
+
+
+class SocketModeLinks(Protocol):
+    """What apps.connections.open needs from a Socket Mode server: a fresh WebSocket URL."""
+
+    def new_url(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -369,6 +386,7 @@ class FakeSlack:
         self.views: list[JSON] = []
         self.responses: list[ResponseUrlPost] = []
         self.calls: list[Call] = []
+        self.socket_mode: SocketModeLinks | None = None  # set by FakeSocketMode
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._ts_base = int(time.time())
@@ -388,6 +406,7 @@ class FakeSlack:
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "views.open": self._views_open,
+            "apps.connections.open": self._apps_connections_open,
         }
         self.add_user("opsgate", id=BOT_USER_ID, real_name="OpsGate", is_bot=True, bot_id=BOT_ID)
         self.add_user("alice", id=ALICE, real_name="Alice Admin", is_admin=True)
@@ -482,7 +501,16 @@ class FakeSlack:
     ) -> None:
         """Let `token` act as a person (an xoxp- user token) rather than as the bot."""
         with self._lock:
-            self._tokens[token] = _Identity(user_id, None, tuple(scopes))
+            self._tokens[token] = _Identity(user_id, None, tuple(scopes), kind="user")
+
+    def add_app_token(
+        self, token: str | None = None, *, scopes: Iterable[str] = CONNECTIONS_SCOPES
+    ) -> str:
+        """Register an app-level token (xapp-…); by default one with connections:write."""
+        with self._lock:
+            token = token or f"xapp-1-{self.app_id}-{next(self._ids)}-{secrets.token_hex(32)}"
+            self._tokens[token] = _Identity("", None, tuple(scopes), kind="app")
+            return token
 
     def add_message(
         self,
@@ -599,6 +627,8 @@ class FakeSlack:
         headers = {"X-OAuth-Scopes": ",".join(who.scopes)}
         if method in _SCOPE_OF:
             headers["X-Accepted-OAuth-Scopes"] = _SCOPE_OF[method]
+        if (who.kind == "app") != (method in _APP_TOKEN_METHODS):
+            return 200, {"ok": False, "error": "not_allowed_token_type"}, headers
         faults = self._faults[method]
         if faults:
             fault = faults.popleft()
@@ -767,6 +797,11 @@ class FakeSlack:
         }
         self.views.append(opened)
         return {"view": opened}
+
+    def _apps_connections_open(self, who: _Identity, params: JSON) -> JSON:
+        if self.socket_mode is None:  # Socket Mode is not turned on for the app
+            raise _ApiError("access_denied")
+        return {"url": self.socket_mode.new_url()}
 
     # -- non-API endpoints -------------------------------------------------------------------
 

@@ -75,8 +75,12 @@ _ENTITY_TYPES = {
     "code": "code", "pre": "pre", "span": "spoiler", "tg-spoiler": "spoiler",
     "tg-emoji": "custom_emoji", "blockquote": "blockquote", "a": "text_link",
 }  # fmt: skip
-_JSON_PARAMS = _words("reply_markup allowed_updates commands scope entities caption_entities")
-_INT_PARAMS = _words("chat_id message_id offset limit timeout max_connections cache_time user_id")
+_JSON_PARAMS = _words(
+    "reply_markup reply_parameters allowed_updates commands scope entities caption_entities"
+)
+_INT_PARAMS = _words(
+    "chat_id message_id offset limit timeout max_connections cache_time user_id reply_to_message_id"
+)
 _BOOL_PARAMS = _words("drop_pending_updates show_alert disable_notification protect_content")
 # Update types a bot receives when allowed_updates is empty or never set.
 _OPT_IN_UPDATES = _words("chat_member message_reaction message_reaction_count")
@@ -177,6 +181,7 @@ class FakeMessage:
     edit_date: int | None = None
     deleted: bool = False
     edits: list[Revision] = field(default_factory=list)
+    reply_to: FakeMessage | None = None  # the message this one answers (a thread, visually)
 
     @property
     def caption(self) -> str | None:
@@ -206,6 +211,9 @@ class FakeMessage:
             data[entities_key] = list(self.entities)
         if self.reply_markup and "inline_keyboard" in self.reply_markup:
             data["reply_markup"] = self.reply_markup
+        if self.reply_to is not None:  # Telegram nests the replied-to message one level deep
+            replied = dataclasses.replace(self.reply_to, reply_to=None)
+            data["reply_to_message"] = replied.to_api(bot)
         return data
 
 
@@ -927,9 +935,29 @@ class FakeTelegram:
 
     def _send_message(self, p: JSONDict, files: Mapping[str, bytes]) -> JSONDict:
         chat = self._chat(p)
-        message = _message(self._new_id(chat), chat, _content(p, "text"))
+        message = _message(
+            self._new_id(chat), chat, _content(p, "text"), reply_to=self._replied(chat, p)
+        )
         self.messages[chat.id].append(message)
         return message.to_api(self.bot)
+
+    def _replied(self, chat: FakeChat, p: JSONDict) -> FakeMessage | None:
+        """`reply_parameters` (or the older `reply_to_message_id`): the message answered."""
+        wanted = p.get("reply_parameters")
+        if isinstance(wanted, dict):
+            message_id, lenient = (
+                wanted.get("message_id"),
+                bool(wanted.get("allow_sending_without_reply")),
+            )
+        elif "reply_to_message_id" in p:
+            message_id, lenient = p["reply_to_message_id"], False
+        else:
+            return None
+        everyone = [*self.messages[chat.id], *self.incoming[chat.id]]  # the bot's and people's
+        found = next((m for m in everyone if m.message_id == message_id and not m.deleted), None)
+        if found is None and not lenient:
+            raise _bad("message to be replied not found")
+        return found
 
     def _edit_message_text(self, p: JSONDict, files: Mapping[str, bytes]) -> JSONDict:
         message = self._editable(p)
