@@ -39,6 +39,7 @@ __all__ = ["MAX_BLOCKS", "MAX_SECTION_CHARS", "SlackAdapter", "SlackMessage", "r
 log = logging.getLogger(__name__)
 
 BUTTON_ACTION = re.compile(r"^opsgate:button:\d+$")
+SINGLE_COMMAND = re.compile(r"^/(?!opsgate$)[a-z][a-z0-9_-]*$")
 MENTION = re.compile(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>[\s:,]*")
 
 JSON = dict[str, Any]
@@ -251,6 +252,12 @@ class SlackAdapter:
             if event_id and not self.store.first_time(f"slack:{event_id}", at=self.clock()):
                 log.info("slack: event %s was already handled; retry dropped", event_id)
                 return BoltResponse(status=200, body="")
+            # The signature covers the timestamp, so Slack never sends one twice (a retry is
+            # signed anew): a second sighting is someone replaying a captured request.
+            signature = (req.headers.get("x-slack-signature") or [""])[0]
+            if signature and not self.store.first_time(f"slack-sig:{signature}", at=self.clock()):
+                log.warning("slack: a replayed request was refused")
+                return BoltResponse(status=401, body="")
             next()
             return None
 
@@ -261,6 +268,17 @@ class SlackAdapter:
                 user=body["user_id"],
                 channel=body["channel_id"],
                 text=body.get("text", ""),
+                display_name=body.get("user_name", ""),
+            )
+
+        @app.command(SINGLE_COMMAND)
+        def single_command(ack: Ack, body: JSON) -> None:
+            # A workspace may also register /status, /approve, … as slash commands of their own.
+            ack()
+            self._dispatch(
+                user=body["user_id"],
+                channel=body["channel_id"],
+                text=f"{body['command']} {body.get('text', '')}".strip(),
                 display_name=body.get("user_name", ""),
             )
 

@@ -295,6 +295,27 @@ def test_a_request_older_than_five_minutes_is_rejected(slack: Slack) -> None:
     assert slack.proposals() == proposals
 
 
+def test_a_replayed_request_is_rejected(slack: Slack) -> None:
+    body = slash_command_body(text="status", channel_id=slack.channel)
+    headers = signed_headers(body, SECRET)
+
+    first = slack.served.client.post("/slack/events", content=body, headers=headers)
+    slack.next_reply(0)
+    replayed = slack.served.client.post("/slack/events", content=body, headers=headers)
+
+    assert (first.status_code, replayed.status_code) == (200, 401)
+    time.sleep(0.3)
+    assert len(slack.posted()) == 1
+
+
+def test_a_command_registered_on_its_own_works_like_opsgate_command(slack: Slack) -> None:
+    body = slash_command_body("/status", "", user_id=BOB, channel_id=slack.channel)
+
+    assert slack.post(body) == 200
+
+    assert "checkout" in section_texts(slack.next_reply(0))
+
+
 def test_a_tampered_button_press_is_rejected(slack: Slack) -> None:
     proposal, card = open_proposal(slack, "scale checkout 6 prod")
     button = buttons(card)["Approve"]
