@@ -16,7 +16,6 @@ import httpx
 import pytest
 import yaml
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from bots.app import Runtime, build_runtime
 from bots.config import load_config
@@ -476,7 +475,7 @@ async def test_a_button_still_works_for_a_new_adapter_after_a_restart(
     assert [a.approver for a in world.runtime.engine.get(proposal).approvals] == ["bob"]
 
 
-def test_webhook_mode_registers_the_url_and_secret_with_telegram(
+async def test_webhook_mode_registers_the_url_and_secret_with_telegram(
     fake: FakeTelegram, runtime: Runtime
 ) -> None:
     adapter = TelegramAdapter(
@@ -489,7 +488,8 @@ def test_webhook_mode_registers_the_url_and_secret_with_telegram(
     url = "https://opsgate.example.com/telegram/webhook"
     app = FastAPI()
     app.include_router(adapter.webhook_router(register_url=url))
-    with webhook_removed_after(fake), TestClient(app):
-        assert fake.webhook is not None
-        assert (fake.webhook.url, fake.webhook.secret_token) == (url, SECRET)
-        assert fake.webhook.allowed_updates == ["message", "callback_query"]
+    with webhook_removed_after(fake):
+        async with app.router.lifespan_context(app):  # what uvicorn runs at start-up
+            assert fake.webhook is not None
+            assert (fake.webhook.url, fake.webhook.secret_token) == (url, SECRET)
+            assert fake.webhook.allowed_updates == ["message", "callback_query"]
