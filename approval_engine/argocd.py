@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -159,6 +159,15 @@ class ArgoCDClient:
         response = self._send("GET", "/api/v1/applications", params=params)
         items = self._check(response, app=None, action="list applications").get("items") or []
         return sorted(str(item.get("metadata", {}).get("name", "")) for item in items)
+
+    def statuses(self, apps: Iterable[str]) -> dict[str, AppStatus]:
+        """The status of each of `apps` the token may read, in one request (for /status)."""
+        wanted = set(apps)
+        params = {"project": self.project} if self.project else None
+        response = self._send("GET", "/api/v1/applications", params=params)
+        items = self._check(response, app=None, action="list applications").get("items") or []
+        found = (app_status(item) for item in items if isinstance(item, dict))
+        return {status.app: status for status in found if status.app in wanted}
 
     def version(self) -> str:
         """argocd-server's version. ArgoCD answers this without a session: it proves no token."""

@@ -23,6 +23,7 @@ from ruamel.yaml.error import YAMLError
 
 from approval_engine.errors import ConfigError
 from approval_engine.model import Scalar
+from approval_engine.slo import SloCheck
 
 ROLES: tuple[str, ...] = ("viewer", "operator", "approver", "admin")
 Role = Literal["viewer", "operator", "approver", "admin"]
@@ -89,6 +90,10 @@ class ServiceTarget(Strict):
     environments: list[str] = Field(min_length=1)
     argocd_app: str = Field(default="{service}-{env}", description="ArgoCD application name")
     knobs: dict[str, KnobSpec]
+    slo: dict[str, SloCheck | None] | None = Field(
+        default=None,
+        description="per signal, replaces the default `slo:` check; null turns one off",
+    )
 
 
 class TargetsConfig(Strict):
@@ -110,6 +115,11 @@ class TargetsConfig(Strict):
                 raise ValueError(f"{name}: unknown placeholder ${unknown[0]}; use $service, $env")
         return signals
 
+    slo: dict[str, SloCheck] = Field(
+        default_factory=dict,
+        description="checks after each apply, per signal, for every workload (approval_engine.slo)",
+    )
+
 
 # --- policy.yaml --------------------------------------------------------------------------
 
@@ -122,6 +132,11 @@ class EnvironmentPolicy(Strict):
     production: bool = Field(
         default=False,
         description="changes here rate at least medium risk, and capacity cuts rate higher",
+    )
+    daily_changes: int | None = Field(
+        default=None,
+        ge=1,
+        description="proposals opened per UTC day, reverts not counted; none: no budget",
     )
 
 
@@ -235,10 +250,33 @@ class Freeze(Strict):
         return not self.envs or env in self.envs
 
 
+class RollbackPolicy(Strict):
+    """What a revert (opened by opsgate after a degraded apply, or by /rollback) needs."""
+
+    fast_track: bool = Field(
+        default=False,
+        description="reverts need `quorum` approvals, not their environment's and risk's",
+    )
+    quorum: int | None = Field(
+        default=None, ge=1, le=10, description="with fast_track: approvals a revert needs (1)"
+    )
+
+    @model_validator(mode="after")
+    def _quorum_needs_fast_track(self) -> RollbackPolicy:
+        if self.quorum is not None and not self.fast_track:
+            raise ValueError("quorum applies only with fast_track: true")
+        return self
+
+
 class PolicyConfig(Strict):
     environments: dict[str, EnvironmentPolicy] = Field(min_length=1)
     proposal_ttl: Duration = Field(default=timedelta(hours=24))
     sync_timeout: Duration = Field(default=timedelta(minutes=10))
+    verify_window: Duration = Field(
+        default=timedelta(minutes=15),
+        description="SLOs are compared over this long after an apply and as long before it",
+    )
+    rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
     default_limits: ServiceLimits = Field(default_factory=ServiceLimits)
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
     propose_role: Role = "operator"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 HEALTHY = "Healthy"
 PROGRESSING = "Progressing"
@@ -26,3 +27,12 @@ class Deployer(Protocol):
         ...
 
     def status(self, app: str) -> AppStatus: ...
+
+
+@runtime_checkable
+class StatusBoard(Protocol):
+    """A deployer that reads many apps' status in one call (ArgoCD lists applications)."""
+
+    label: str
+
+    def statuses(self, apps: Iterable[str]) -> dict[str, AppStatus]: ...

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -17,7 +18,9 @@ from approval_engine.config import PolicyConfig, format_duration
 from approval_engine.deploy import DEGRADED, HEALTHY, MISSING, Deployer
 from approval_engine.editors import edit_value, read_value, unified_diff
 from approval_engine.errors import (
+    ApprovalError,
     BackendError,
+    NotMergeableError,
     PartialDeliveryError,
     PolicyDeniedError,
     ProposalNotFoundError,
@@ -31,17 +34,31 @@ from approval_engine.model import (
     EditedKnob,
     Proposal,
     Risk,
+    RiskLevel,
     Scalar,
     State,
     check_transition,
 )
+from approval_engine.noise import NoiseControl
 from approval_engine.notify import Announcement, Notifier
 from approval_engine.policy import Policy
-from approval_engine.prs.base import PRBackend
+from approval_engine.pr_text import code, plain, pr_body, pr_title
+from approval_engine.prs.base import (
+    Commenter,
+    Labeler,
+    MergeCheck,
+    PRBackend,
+    PullRequest,
+    PullState,
+    PullTracker,
+    Reviewer,
+)
 from approval_engine.rbac import Actor
 from approval_engine.risk import assess
+from approval_engine.rollback import Rollbacks
 from approval_engine.store import Store
 from approval_engine.targets import Targets
+from approval_engine.verify import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +105,28 @@ class Engine:
         targets: Targets,
         policy: PolicyConfig,
         clock: Callable[[], datetime] = utc_now,
+        github_logins: Mapping[str, str] | None = None,
+        poll_pulls_every: timedelta = timedelta(seconds=60),
     ) -> None:
+        """`github_logins` maps people to their GitHub logins (config/users.yaml) for the
+        reviews that record chat approvals; `poll_pulls_every` spaces the look at each open
+        pull request that catches what a missed webhook would have said."""
         self.store = store
         self.backend = backend
         self.deployer = deployer
         self.targets = targets
         self.policy = Policy(policy)
         self.clock = clock
+        self.github_logins = dict(github_logins or {})
+        self.poll_pulls_every = poll_pulls_every
+        # Process-local memory only saves calls; the store and the host stay the truth.
+        self._polled: dict[str, datetime] = {}
+        self._held: dict[str, datetime] = {}  # approved proposals the host would not merge
+        self._reviewed: set[tuple[str, str, str]] = set()
+        # After the apply and around each wish: approval_engine.verify, .rollback, .noise.
+        self.noise = NoiseControl(store=store, policy=policy, clock=clock)
+        self.rollbacks = Rollbacks(self)
+        self.verifier = Verifier(self)  # watches once bots calls `verifier.watch_with`
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -148,6 +180,9 @@ class Engine:
                 f"{existing.id} is already changing {request.service}/{request.env} "
                 f"({existing.state.value}); try again when it is applied",
             )
+        self._allow(
+            actor, "propose", request.service, lambda: self.noise.check_lock(request, existing)
+        )
         wanted = {c.knob: c.value for c in request.changes}
         if existing is not None:
             # A repeated wish folds into the open proposal: its other knobs keep their values.
@@ -210,6 +245,7 @@ class Engine:
         files: dict[str, tuple[str, str]],
         base: str,
     ) -> ProposeOutcome:
+        self._allow(actor, "propose", request.service, lambda: self.noise.check_budget(request))
         now = self.clock()
         risk = self._assess(request, knobs, files)
         with self.store.transaction() as session:
@@ -231,7 +267,7 @@ class Engine:
                 diff=_diff(files),
                 files={p: after for p, (_, after) in files.items()},
                 knobs=knobs,
-                quorum=self.policy.quorum(request.env, risk),
+                quorum=self.policy.quorum(request.env, risk, revert=request.reverts is not None),
                 created_at=now,
                 updated_at=now,
                 expires_at=now + self.policy.config.proposal_ttl,
@@ -241,6 +277,7 @@ class Engine:
                 evidence=list(request.evidence),
                 app=self.targets.app(request.service, request.env),
                 pending_push=True,
+                reverts=request.reverts,
             )
             db.write_proposal(session, proposal)
             for key in proposal.lock_keys:
@@ -258,10 +295,36 @@ class Engine:
                     "risk_reasons": list(risk.reasons),
                 },
             )
-        proposal = self._push(proposal)
+        proposal, later = self._first_push(proposal, actor=actor)
         return ProposeOutcome(
-            proposal=proposal, action="opened", message=f"Opened {proposal.id}: {proposal.title}"
+            proposal=proposal,
+            action="opened",
+            message=f"Opened {proposal.id}: {proposal.title}{later}",
         )
+
+    def _first_push(
+        self, proposal: Proposal, *, actor: Actor, note: str | None = None
+    ) -> tuple[Proposal, str]:
+        """Push while the proposer waits: a host that is down only delays the branch (the
+        ticks retry it); a refusal fails the proposal and says why."""
+        try:
+            return self._push(proposal, note=note), ""
+        except TemporaryBackendError as e:
+            log.warning("%s: temporary failure writing the branch, will retry: %s", proposal.id, e)
+            return proposal, (
+                f" (the branch is not written yet: {e}; opsgate retries it, and the proposal "
+                "can be approved once it is)"
+            )
+        except BackendError as e:
+            self._transition(
+                proposal.id,
+                State.FAILED,
+                actor=actor.name,
+                text=f"{proposal.id} failed: {e}",
+                message=str(e),
+                close_reason="the branch could not be written",
+            )
+            raise
 
     def _assess(
         self,
@@ -279,16 +342,20 @@ class Engine:
             now=self.clock(),
         )
 
-    def _push(self, proposal: Proposal) -> Proposal:
-        """Write the branch, then record its head and announce; safe to repeat after a crash."""
+    def _push(self, proposal: Proposal, *, note: str | None = None) -> Proposal:
+        """Write the branch, then record its head and announce; safe to repeat after a crash.
+
+        Labels and the comment on an update are written before the head is stored, so a
+        crash in between repeats them, and both are idempotent."""
         pull = self.backend.open(
             proposal_id=proposal.id,
             branch=proposal.branch,
             base_sha=proposal.base_sha,
             files=proposal.files,
-            title=proposal.title,
-            body=_body(proposal),
+            title=pr_title(proposal),
+            body=pr_body(proposal),
         )
+        self._decorate(proposal, pull, first=not proposal.head_sha, note=note)
         with self.store.transaction() as session:
             current = db.load_proposal(session, proposal.id)
             assert current is not None
@@ -306,6 +373,8 @@ class Engine:
             text = f"{current.id} {'opened' if first else 'updated'}: {current.title}"
             if voided:
                 text += f" (approvals by {', '.join(voided)} are void: the change is new)"
+            if pull.url.startswith(("http://", "https://")):
+                text += f" {pull.url}"
             db.enqueue(
                 session,
                 dedupe_key=f"{current.id}:{kind}:{pull.head_sha}",
@@ -315,6 +384,24 @@ class Engine:
                 at=self.clock(),
             )
             return current
+
+    def _decorate(
+        self, proposal: Proposal, pull: PullRequest, *, first: bool, note: str | None
+    ) -> None:
+        """Labels for the pull request and, on an update, a comment saying what changed."""
+        if isinstance(self.backend, Labeler):
+            wanted = _labels(proposal)
+            self.backend.label(proposal.branch, wanted)
+            if not first:  # the risk may have changed with the update
+                stale = [f"risk:{level.value}" for level in RiskLevel]
+                self.backend.unlabel(proposal.branch, [s for s in stale if s not in wanted])
+        if first or pull.head_sha == proposal.head_sha or not isinstance(self.backend, Commenter):
+            return
+        voided = [a.approver for a in proposal.current_approvals()]
+        text = note or f"opsgate updated this pull request: {_knob_moves(proposal.knobs)}."
+        if voided:
+            text += f"\n\nApprovals by {', '.join(voided)} are void: the change is new."
+        self.backend.comment(proposal.branch, text, once=f"{proposal.id} update {pull.head_sha}")
 
     def _update(
         self,
@@ -342,7 +429,9 @@ class Engine:
             current.rationale = request.rationale
             current.confidence = request.confidence
             current.risk = risk
-            current.quorum = self.policy.quorum(request.env, risk)
+            current.quorum = self.policy.quorum(
+                request.env, risk, revert=current.reverts is not None
+            )
             current.diff = _diff(files)
             current.files = {p: after for p, (_, after) in files.items()}
             current.knobs = knobs
@@ -368,17 +457,34 @@ class Engine:
                     "risk_reasons": list(risk.reasons),
                 },
             )
-        proposal = self._push(current)
+        note = _update_note(existing.knobs, knobs, by=actor.name)
+        proposal, later = self._first_push(current, actor=actor, note=note)
         return ProposeOutcome(
             proposal=proposal,
             action="updated",
-            message=f"Updated {proposal.id} instead of opening another: {proposal.title}",
+            message=f"Updated {proposal.id} instead of opening another: {proposal.title}{later}",
         )
 
     # --- deciding -------------------------------------------------------------------------
 
     def approve(self, proposal_id: str, *, actor: Actor, head: str | None = None) -> ApproveOutcome:
-        self.get(proposal_id)  # a clear error for an unknown id
+        before = self.get(proposal_id)  # a clear error for an unknown id
+        try:
+            # Approve what the pull request holds now, not what a missed webhook left behind.
+            followed = self._follow_pull(before, force=True)
+        except BackendError as e:  # the merge looks again before it acts
+            log.warning("%s: could not read its pull request: %s", proposal_id, e)
+            followed = False
+        if followed:
+            moved = self.get(proposal_id)
+            if moved.state == State.OPEN and moved.head_sha != before.head_sha:
+                raise self._denied(
+                    actor,
+                    "approve",
+                    proposal_id,
+                    f"{proposal_id} got new commits on GitHub (now {moved.head_sha[:7]}); "
+                    f"read /diff {proposal_id} again",
+                )
         now = self.clock()
         with self.store.transaction() as session:
             proposal = db.load_proposal(session, proposal_id)
@@ -441,6 +547,10 @@ class Engine:
             if proposal.state == State.OPEN and now >= proposal.expires_at:
                 self.reconcile()  # record the expiry now rather than at the next tick
             raise error
+        try:
+            self._review(proposal, actor.name)
+        except BackendError as e:  # recorded again before the merge
+            log.warning("%s: %s's review failed, will retry: %s", proposal_id, actor.name, e)
         if count >= proposal.quorum:
             self._transition(
                 proposal_id,
@@ -472,6 +582,11 @@ class Engine:
                 f"{proposal.id} changed since you looked (now {proposal.head_sha[:7]}); "
                 f"read /diff {proposal.id} again"
             )
+        if isinstance(self.backend, Reviewer) and self._login(actor.name, actor) is None:
+            return (
+                f"{actor.name} has no GitHub login in users.yaml (github: …); opsgate needs it "
+                "to record the approval as a review on the pull request"
+            )
         return None
 
     def reject(self, proposal_id: str, *, actor: Actor, reason: str = "") -> Proposal:
@@ -479,12 +594,14 @@ class Engine:
         denial = self.policy.reject_denial(proposal, actor)
         if denial is not None:
             raise self._denied(actor, "reject", proposal_id, denial)
-        if proposal.state != State.OPEN:
+        # An approved one may wait for its merge (GitHub refusing it); it can still be given up.
+        if proposal.state not in (State.OPEN, State.APPROVED):
             raise self._denied(
                 actor,
                 "reject",
                 proposal_id,
-                f"{proposal_id} is {proposal.state.value}; only open proposals can be rejected",
+                f"{proposal_id} is {proposal.state.value}; only open proposals can be rejected "
+                "(and approved ones not merged yet)",
             )
         suffix = f": {reason}" if reason else ""
         self._transition(
@@ -507,7 +624,9 @@ class Engine:
             self._close(proposal, reason=proposal.state.value)
         for _ in range(max_steps):
             if not any(self._step(p) for p in self.proposals(active_only=True)):
-                return
+                break
+        self.rollbacks.settle()  # an applied revert rolls its original back
+        self.verifier.tick()  # applied changes: watch their SLOs, revert the degraded ones
 
     def _step(self, proposal: Proposal) -> bool:
         try:
@@ -531,6 +650,11 @@ class Engine:
             if not proposal.head_sha or proposal.pending_push:
                 self._push(proposal)
                 return True
+            try:
+                if self._follow_pull(proposal):
+                    return True
+            except BackendError as e:  # the next poll, or a webhook, tries again
+                log.warning("%s: could not read its pull request: %s", proposal.id, e)
             approvals = proposal.current_approvals()
             if len(approvals) >= proposal.quorum:
                 # Quorum was stored but the process stopped before it moved on.
@@ -555,20 +679,7 @@ class Engine:
                 return True
             return False
         if proposal.state == State.APPROVED:
-            merge_sha = self.backend.merge(
-                proposal_id=proposal.id,
-                branch=proposal.branch,
-                head_sha=proposal.head_sha,
-                title=proposal.title,
-            )
-            self._transition(
-                proposal.id,
-                State.MERGED,
-                actor="opsgate",
-                text=f"{proposal.id} merged as {merge_sha[:7]}",
-                merge_sha=merge_sha,
-            )
-            return True
+            return self._merge(proposal)
         if proposal.state == State.MERGED:
             assert proposal.merge_sha is not None and proposal.app is not None
             self.deployer.sync(proposal.app, revision=proposal.merge_sha)
@@ -582,6 +693,246 @@ class Engine:
         if proposal.state == State.SYNCING:
             return self._check_sync(proposal, now)
         return False
+
+    def _merge(self, proposal: Proposal) -> bool:
+        """Merge an approved proposal once the host agrees; until then it stays approved."""
+        held = self._held.get(proposal.id)
+        if held is not None and self.clock() - held < self.poll_pulls_every:
+            return False  # refused a moment ago: ask again at the poll's pace, not every tick
+        if self._follow_pull(proposal, force=True):
+            return True
+        if len(proposal.current_approvals()) < proposal.quorum:
+            # New commits voided approvals, and the process stopped before reopening it.
+            self._transition(
+                proposal.id,
+                State.OPEN,
+                actor="opsgate",
+                text=f"{proposal.id} is open again: its approvals were for an earlier commit",
+            )
+            return True
+        for approval in proposal.current_approvals():
+            try:
+                self._review(proposal, approval.approver)
+            except TemporaryBackendError:
+                raise
+            except BackendError as e:  # a record of the approval; the merge does not need it
+                log.warning("%s: %s's review refused: %s", proposal.id, approval.approver, e)
+        if isinstance(self.backend, MergeCheck):
+            verdict = self.backend.mergeability(proposal.branch)
+            if verdict.mergeable is None:
+                return False  # the host is still working it out; the next tick looks again
+            if not verdict.mergeable:
+                return self._hold(proposal, verdict.reason)
+        try:
+            merge_sha = self.backend.merge(
+                proposal_id=proposal.id,
+                branch=proposal.branch,
+                head_sha=proposal.head_sha,
+                title=proposal.title,
+            )
+        except NotMergeableError as e:
+            return self._hold(proposal, str(e))
+        self._transition(
+            proposal.id,
+            State.MERGED,
+            actor="opsgate",
+            text=f"{proposal.id} merged as {merge_sha[:7]}",
+            merge_sha=merge_sha,
+            message="",
+        )
+        return True
+
+    def _hold(self, proposal: Proposal, reason: str) -> bool:
+        """Say once per reason why an approved proposal is not merged yet; it stays approved."""
+        now = self.clock()
+        digest = hashlib.sha256(reason.encode()).hexdigest()[:16]
+        with self.store.transaction() as session:
+            queued = db.enqueue(
+                session,
+                dedupe_key=f"{proposal.id}:blocked:{proposal.head_sha}:{digest}",
+                kind="blocked",
+                text=f"{proposal.id} is approved but cannot be merged yet: {reason}. "
+                "opsgate tries again on its own; /reject it to give up.",
+                proposal_id=proposal.id,
+                at=now,
+            )
+            if queued:
+                current = db.load_proposal(session, proposal.id)
+                if current is not None:
+                    current.message = f"not merged yet: {reason}"
+                    db.write_proposal(session, current)
+                audit.record(
+                    session,
+                    at=now,
+                    actor="opsgate",
+                    action="merge_blocked",
+                    subject=proposal.id,
+                    detail={"head": proposal.head_sha, "reason": reason},
+                )
+        self._held[proposal.id] = now
+        return False
+
+    def _login(self, person: str, actor: Actor | None = None) -> str | None:
+        if actor is not None and actor.github:
+            return actor.github
+        return self.github_logins.get(person)
+
+    def _review(self, proposal: Proposal, approver: str) -> None:
+        """Record a chat approval on the pull request; idempotent on the host's side too."""
+        if not isinstance(self.backend, Reviewer):
+            return
+        key = (proposal.id, approver, proposal.head_sha)
+        if key in self._reviewed:
+            return
+        login = self._login(approver)
+        if login is None:
+            log.warning("%s: %s has no GitHub login; no review recorded", proposal.id, approver)
+            return
+        self.backend.review(
+            proposal.branch,
+            approver_login=login,
+            head_sha=proposal.head_sha,
+            body=f"{approver} approved {proposal.id} in chat (/approve {proposal.id}).",
+        )
+        self._reviewed.add(key)
+
+    # --- keeping in step with the PR host -------------------------------------------------
+
+    def follow(self, branch: str) -> Proposal | None:
+        """Look at the branch's pull request now (a webhook said it changed) and bring the
+        proposal in step: merged, closed or pushed to outside opsgate. Safe to repeat."""
+        found = next((p for p in self.proposals(active_only=True) if p.branch == branch), None)
+        if found is None:
+            return None
+        self._follow_pull(found, force=True)
+        return self.get(found.id)
+
+    def _follow_pull(self, proposal: Proposal, *, force: bool = False) -> bool:
+        """Read the proposal's pull request (at most every poll_pulls_every unless forced) and
+        apply what happened to it outside opsgate; True when the proposal changed."""
+        if (
+            not isinstance(self.backend, PullTracker)
+            or proposal.state not in (State.OPEN, State.APPROVED)
+            or proposal.pending_push  # opsgate itself is writing the branch
+            or not proposal.head_sha
+        ):
+            return False
+        now = self.clock()
+        last = self._polled.get(proposal.id)
+        if not force and last is not None and now - last < self.poll_pulls_every:
+            return False
+        pull = self.backend.pull_state(proposal.branch)
+        self._polled[proposal.id] = now
+        if pull is None:
+            return False
+        if pull.merged and pull.merge_commit_sha:
+            return self._merged_outside(proposal, pull, pull.merge_commit_sha)
+        if pull.state == "closed":
+            self._transition(
+                proposal.id,
+                State.REJECTED,
+                actor="github",
+                text=f"{proposal.id} rejected: its pull request #{pull.number} was closed on "
+                "GitHub without merging",
+                detail={"pull": pull.number, "outside": True},
+            )
+            return True
+        if pull.head_sha != proposal.head_sha:
+            return self._pushed_outside(proposal, pull)
+        return False
+
+    def _merged_outside(self, proposal: Proposal, pull: PullState, merge_sha: str) -> bool:
+        if proposal.state == State.OPEN:
+            have = len(proposal.current_approvals())
+            self._transition(
+                proposal.id,
+                State.APPROVED,
+                actor="github",
+                text=f"{proposal.id} was merged on GitHub outside opsgate, with {have} of "
+                f"{proposal.quorum} chat approvals; opsgate follows its sync",
+                detail={"pull": pull.number, "outside": True},
+            )
+        self._transition(
+            proposal.id,
+            State.MERGED,
+            actor="github" if proposal.state == State.OPEN else "opsgate",
+            text=f"{proposal.id} merged as {merge_sha[:7]}",
+            merge_sha=merge_sha,
+            message="",
+        )
+        return True
+
+    def _pushed_outside(self, proposal: Proposal, pull: PullState) -> bool:
+        """New commits by someone else: the proposal now is what the branch holds, and the
+        approvals given for the earlier head are void."""
+        head = pull.head_sha
+        reread = self._reread(proposal, head)
+        now = self.clock()
+        with self.store.transaction() as session:
+            current = db.load_proposal(session, proposal.id)
+            if (
+                current is None
+                or current.state not in (State.OPEN, State.APPROVED)
+                or current.pending_push
+                or current.head_sha == head
+            ):
+                return False
+            voided = [a.approver for a in current.current_approvals()]
+            old = current.head_sha
+            current.head_sha = head
+            current.message = ""  # a merge refusal was about the earlier commit
+            if reread is not None:
+                current.files, current.diff, current.knobs = reread
+            current.updated_at = now
+            db.write_proposal(session, current)
+            audit.record(
+                session,
+                at=now,
+                actor="github",
+                action="pushed",
+                subject=current.id,
+                detail={"from": old, "to": head, "voided": voided, "pull": pull.number},
+            )
+            text = f"{current.id} got new commits on GitHub from outside opsgate ({head[:7]})"
+            if voided:
+                text += f"; approvals by {', '.join(voided)} are void"
+            db.enqueue(
+                session,
+                dedupe_key=f"{current.id}:pushed:{head}",
+                kind="updated",
+                text=f"{text}. Read /diff {current.id} before approving.",
+                proposal_id=current.id,
+                at=now,
+            )
+        if current.state == State.APPROVED:
+            self._transition(
+                proposal.id,
+                State.OPEN,
+                actor="github",
+                text=f"{proposal.id} is open again: new commits voided its approvals",
+                detail={"head": head},
+            )
+        return True
+
+    def _reread(
+        self, proposal: Proposal, head: str
+    ) -> tuple[dict[str, str], str, list[EditedKnob]] | None:
+        """The proposal's files, diff and knobs as the branch holds them at `head`."""
+        try:
+            files = {path: self.backend.read_file(path, ref=head) for path in proposal.files}
+            before = {path: self.backend.read_file(path, ref=proposal.base_sha) for path in files}
+            knobs = [
+                replace(k, new=read_value(files[k.path], k.key, path=k.path))
+                for k in proposal.knobs
+                if k.path in files
+            ]
+        except TemporaryBackendError:
+            raise
+        except ApprovalError as e:
+            log.warning("%s: cannot read the branch at %s: %s", proposal.id, head[:7], e)
+            return None
+        diff = _diff({path: (before[path], files[path]) for path in files})
+        return files, diff, [k for k in knobs if k.new != k.old]
 
     def _check_sync(self, proposal: Proposal, now: datetime) -> bool:
         assert proposal.app is not None and proposal.merge_sha is not None
@@ -664,9 +1015,11 @@ class Engine:
                 detail={"from": old.value, **(detail or {})}
                 | ({"merge": merge_sha} if merge_sha else {}),
             )
+            # Open and approved may come round again after new commits: key them by head.
+            again = f"@{proposal.head_sha}" if new in (State.OPEN, State.APPROVED) else ""
             db.enqueue(
                 session,
-                dedupe_key=f"{proposal_id}:{new.value}",
+                dedupe_key=f"{proposal_id}:{new.value}{again}",
                 kind=new.value,
                 text=text,
                 proposal_id=proposal_id,
@@ -756,12 +1109,33 @@ def _title(request: ChangeRequest, knobs: list[EditedKnob]) -> str:
     return f"{request.kind}: {request.service}/{request.env} {changes}"
 
 
-def _body(proposal: Proposal) -> str:
-    """The PR's description: why, then the risk and its reasons."""
-    if proposal.risk is None:
-        return proposal.rationale
-    reasons = "".join(f"\n- {reason}" for reason in proposal.risk.reasons)
-    return f"{proposal.rationale}\n\nRisk: {proposal.risk.level.value}{reasons}"
+def _labels(proposal: Proposal) -> list[str]:
+    """`opsgate`, who proposed it (the agent's name, or `manual`), `rollback` for a revert,
+    and the risk level."""
+    who = proposal.proposer
+    agent = who.removeprefix("agent:").lower() if who.startswith("agent:") else "manual"
+    labels = ["opsgate", agent]
+    if proposal.reverts is not None:
+        labels.append("rollback")
+    if proposal.risk is not None:
+        labels.append(f"risk:{proposal.risk.level.value}")
+    return labels
+
+
+def _knob_moves(knobs: list[EditedKnob]) -> str:
+    return ", ".join(f"{code(k.key)} {code(k.old)} → {code(k.new)}" for k in knobs)
+
+
+def _update_note(before: list[EditedKnob], after: list[EditedKnob], *, by: str) -> str:
+    """The comment on an updated pull request: what each knob proposed before, and now."""
+    was = {k.key: k.new for k in before}
+    lines = [f"opsgate updated this pull request: {plain(by)} asked again."]
+    for knob in after:
+        earlier = f"{code(was[knob.key])} → " if knob.key in was else "newly "
+        lines.append(f"- {code(knob.key)}: {earlier}{code(knob.new)} (base: {code(knob.old)})")
+    now = {k.key for k in after}
+    lines.extend(f"- {code(key)}: no longer changed" for key in was if key not in now)
+    return "\n".join(lines)
 
 
 def _diff(files: dict[str, tuple[str, str]]) -> str:

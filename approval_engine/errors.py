@@ -11,6 +11,7 @@ ApprovalError                 root of everything this package raises
 ├── PartialDeliveryError      a notifier reached some destinations; it keeps the rest in order
 └── BackendError              a PR backend or deployer failed
     ├── TemporaryBackendError the same call may succeed later; `retry_after` in seconds
+    ├── NotMergeableError     the host will not merge yet (conflict, checks, reviews); it waits
     └── SyncTimeoutError      ArgoCD did not reach the revision in time (approval_engine.argocd)
 """
 
@@ -71,3 +72,8 @@ class TemporaryBackendError(BackendError):
     def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NotMergeableError(BackendError):
+    """The host refused the merge for now (a conflict, failing checks, missing reviews): the
+    proposal stays approved and the merge is tried again later."""

@@ -28,7 +28,10 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.OPEN: frozenset(
         {State.APPROVED, State.REJECTED, State.EXPIRED, State.SUPERSEDED, State.FAILED}
     ),
-    State.APPROVED: frozenset({State.MERGED, State.FAILED, State.SUPERSEDED}),
+    # Back to open when new commits void the approvals; rejected when the PR is closed unmerged.
+    State.APPROVED: frozenset(
+        {State.MERGED, State.FAILED, State.SUPERSEDED, State.OPEN, State.REJECTED}
+    ),
     State.MERGED: frozenset({State.SYNCING, State.FAILED}),
     State.SYNCING: frozenset({State.APPLIED, State.FAILED}),
     State.APPLIED: frozenset({State.ROLLED_BACK}),
@@ -99,6 +102,7 @@ class ChangeRequest:
     requested_by: str  # a person's name, or `agent:<Name>`
     confidence: float | None = None
     evidence: tuple[str, ...] = ()
+    reverts: str | None = None  # the proposal whose change this one undoes (kind `rollback`)
 
     def describe(self) -> str:
         knobs = ", ".join(f"{c.knob} → {c.value}" for c in self.changes)
@@ -165,11 +169,17 @@ class Proposal:
     pending_push: bool = False  # files stored, branch not yet written
     pending_close: bool = False  # closed in the store, branch not yet closed
     approvals: list[Approval] = field(default_factory=list)
+    reverts: str | None = None  # the applied proposal whose change this one undoes
 
     def current_approvals(self) -> list[Approval]:
         """Approvals given for the current head commit; a new push voids the others."""
         return [a for a in self.approvals if a.head_sha == self.head_sha]
 
     @property
+    def target_key(self) -> str:
+        """The lock on the whole (service, env): one change in flight per target at a time."""
+        return f"{self.service}/{self.env}"
+
+    @property
     def lock_keys(self) -> list[str]:
-        return [f"{self.service}/{self.env}/{k.knob}" for k in self.knobs]
+        return [self.target_key, *(f"{self.service}/{self.env}/{k.knob}" for k in self.knobs)]

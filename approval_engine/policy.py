@@ -17,11 +17,14 @@ class Policy:
     def __init__(self, config: PolicyConfig) -> None:
         self.config = config
 
-    def quorum(self, env: str, risk: Risk | None = None) -> int:
-        """The environment's quorum, raised to what the risk level demands."""
+    def quorum(self, env: str, risk: Risk | None = None, *, revert: bool = False) -> int:
+        """The environment's quorum, raised to what the risk level demands; a revert's is
+        `rollback.quorum` when policy fast-tracks reverts."""
         policy = self.config.environments.get(env)
         if policy is None:
             raise PolicyDeniedError(f"policy.yaml has no rules for environment {env!r}")
+        if revert and self.config.rollback.fast_track:
+            return self.config.rollback.quorum or 1
         if risk is None:
             return policy.quorum
         return max(policy.quorum, *(p.quorum_at_least for p in self._up_to(risk.level)))

@@ -66,6 +66,7 @@ class ProposalRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     pending_push: Mapped[bool] = mapped_column(Boolean, default=False)
     pending_close: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    reverts: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class ApprovalRow(Base):
@@ -125,6 +126,25 @@ class OutboxRow(Base):
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class VerificationRow(Base):
+    """An applied proposal's SLO watch (approval_engine.verify): due when, and what it found."""
+
+    __tablename__ = "verifications"
+    proposal_id: Mapped[str] = mapped_column(ForeignKey("proposals.id"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(128))
+    env: Mapped[str] = mapped_column(String(64))
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    give_up_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # watching | verified | degraded | unverified | stopped | skipped
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    readings: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(Text, default="")
+    revert_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revert_problem: Mapped[str | None] = mapped_column(Text, nullable=True)  # no revert, why
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -225,6 +245,7 @@ def to_proposal(row: ProposalRow, approvals: Sequence[ApprovalRow]) -> Proposal:
         message=row.message,
         pending_push=row.pending_push,
         pending_close=row.pending_close,
+        reverts=row.reverts,
         approvals=[
             Approval(approver=a.approver, head_sha=a.head_sha, at=a.at, role=a.role)
             for a in approvals
@@ -268,6 +289,7 @@ def write_proposal(session: Session, proposal: Proposal) -> None:
         "message": proposal.message,
         "pending_push": proposal.pending_push,
         "pending_close": proposal.pending_close,
+        "reverts": proposal.reverts,
     }
     row = session.get(ProposalRow, proposal.id)
     if row is None:

@@ -10,6 +10,7 @@ from approval_engine.config import ServiceTarget, TargetsConfig
 from approval_engine.editors import read_value
 from approval_engine.errors import TargetError
 from approval_engine.model import Scalar
+from approval_engine.slo import SloCheck
 
 ReadFile = Callable[[str], str]
 
@@ -46,6 +47,16 @@ class Targets:
 
     def signals(self) -> dict[str, str]:
         return dict(self._config.signals)
+
+    def slo(self, service: str) -> dict[str, SloCheck]:
+        """The checks after an apply: a workload's are the default `slo:` with its own entries
+        over them (null drops one); a database has only its own."""
+        target = self.service(service)
+        checks: dict[str, SloCheck | None] = (
+            dict(self._config.slo) if target.kind == "workload" else {}
+        )
+        checks.update(target.slo or {})
+        return {name: check for name, check in checks.items() if check is not None}
 
     def environments(self, service: str) -> list[str]:
         return list(self.service(service).environments)

@@ -19,21 +19,33 @@ from agents.sources.aws_cost import AwsCostSource
 from agents.sources.base import CostSource, MetricsSource
 from agents.sources.prometheus import PrometheusSource
 from agents.store import AgentDB
+from approval_engine.deploy import Deployer
 from approval_engine.engine import Engine, utc_now
 from approval_engine.notify import Notifier
+from approval_engine.prs.base import PRBackend
 from approval_engine.prs.local_git import LocalGitBackend
 from approval_engine.rbac import Directory
 from approval_engine.store import Store
 from approval_engine.targets import Targets
 from bots.agent_bridge import announce_run, submitter
+from bots.alert_enrich import AlertEnricher
+from bots.alertmanager_api import AlertmanagerClient
 from bots.chat_store import ChatStore
 from bots.commands import install_all
 from bots.config import ConfigBundle
 from bots.errors import StartupError
 from bots.gateway import Gateway
+from bots.gitops_setup import (
+    MirroredDeployer,
+    argocd_client,
+    github_backend,
+    github_logins,
+    policy_for,
+)
 from bots.router import Router
 from bots.services import Services
 from bots.settings import PROJECT_ROOT, RuntimeSettings
+from bots.slo_meter import MetricsMeter
 
 REPO_DIR = "gitops.git"
 DB_FILE = "opsgate.db"
@@ -43,9 +55,9 @@ DB_FILE = "opsgate.db"
 class Runtime:
     config: ConfigBundle
     store: Store
-    backend: LocalGitBackend
+    backend: PRBackend  # the sandbox LocalGitBackend, or GitHub (gitops.backend)
     cluster: SimulatedCluster
-    deployer: SimulatedArgoCD
+    deployer: Deployer  # the simulation's stand-in, or ArgoCD (deploy.kind)
     engine: Engine
     services: Services
     gateway: Gateway
@@ -69,6 +81,10 @@ class Runtime:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         self.agents.close()
+        if self.services.alertmanager is not None:
+            self.services.alertmanager.close()
+        if isinstance(self.deployer, MirroredDeployer):
+            self.deployer.close()
         self.store.close()
 
 
@@ -160,29 +176,44 @@ def build_runtime(
     reset: bool = False,
     clock: Callable[[], datetime] = utc_now,
 ) -> Runtime:
-    backend = prepare_data_dir(settings, config, reset=reset)
+    backend: PRBackend
+    if config.general.gitops.backend == "github":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # the SQLite store, chat files
+        backend = github_backend(settings, config)
+    else:
+        backend = prepare_data_dir(settings, config, reset=reset)
     store = Store(settings.database_url())
     targets = Targets(config.targets)
     cluster = SimulatedCluster(
         services=targets.workloads(), environments=targets.all_environments(), clock=clock
     )
-    deployer = SimulatedArgoCD(
+    simulation = SimulatedArgoCD(
         cluster=cluster,
         targets=targets,
         read_at=lambda path, ref: backend.read_file(path, ref=ref),
     )
     # Like ArgoCD's automated sync: what the base branch holds is what runs.
-    deployer.sync_all(revision=backend.base_head())
+    simulation.sync_all(revision=backend.base_head())
+    deployer: Deployer = simulation
+    if config.general.deploy.kind == "argocd":
+        argocd = argocd_client(settings, config, targets)
+        deployer = MirroredDeployer(argocd, simulation=simulation)
     engine = Engine(
         store=store,
         backend=backend,
         deployer=deployer,
         targets=targets,
-        policy=config.policy,
+        policy=policy_for(config),
         clock=clock,
+        github_logins=github_logins(config),
+        poll_pulls_every=config.general.gitops.github.poll_every,
     )
     lock = threading.RLock()
     metrics, bill = _sources(settings, config, cluster=cluster, targets=targets, engine=engine)
+    # After each apply the engine compares SLO signals before and after, from the same source.
+    engine.verifier.watch_with(
+        MetricsMeter(metrics), window=config.general.demo.verify_window if demo else None
+    )
     agents = AgentRunner(
         agents=config.configured_agents,
         db=AgentDB(store.engine),
@@ -213,6 +244,12 @@ def build_runtime(
         demo=demo,
         lock=lock,
         command_channels=command_channels,
+        alertmanager=_alertmanager(settings, config),
+        enricher=AlertEnricher(
+            prometheus=metrics if isinstance(metrics, PrometheusSource) else None,
+            engine=engine,
+            clock=clock,
+        ),
     )
     gateway = Gateway(router=router, services=services, notifier=notifier)
     return Runtime(
@@ -226,6 +263,17 @@ def build_runtime(
         gateway=gateway,
         agents=agents,
         chat=ChatStore(store.engine),
+    )
+
+
+def _alertmanager(settings: RuntimeSettings, config: ConfigBundle) -> AlertmanagerClient:
+    alerts = config.general.alerts
+    return AlertmanagerClient(
+        base_url=alerts.alertmanager_url,
+        token=settings.alertmanager_api_token,
+        auth=alerts.alertmanager_auth,
+        timeout=alerts.alertmanager_timeout,
+        verify_tls=alerts.alertmanager_verify_tls,
     )
 
 

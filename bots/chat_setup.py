@@ -25,6 +25,8 @@ class ChatWiring:
     routers: list[APIRouter] = field(default_factory=list)
     readiness: list[tuple[str, Callable[[], bool]]] = field(default_factory=list)
     platforms: list[str] = field(default_factory=list)
+    # platform → its adapter, for whatever else posts to chat (alert notifications).
+    surfaces: dict[str, CardSurface] = field(default_factory=dict)
 
 
 def connect_chat(settings: RuntimeSettings, config: ConfigBundle, runtime: Runtime) -> ChatWiring:
@@ -89,6 +91,7 @@ def connect_chat(settings: RuntimeSettings, config: ConfigBundle, runtime: Runti
             clock=runtime.engine.clock,
         )
     wiring.platforms = sorted(surfaces)
+    wiring.surfaces = surfaces
     return wiring
 
 

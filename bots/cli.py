@@ -32,6 +32,8 @@ app.add_typer(config_app, name="config")
 agents_app = typer.Typer(help="The analyzer agents: list them, run one now.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(agents_app, name="agents")
+alerts_app = typer.Typer(help="Alerts received from Alertmanager.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 
 DataDir = Annotated[
     Path | None,
@@ -142,9 +144,13 @@ def serve_command(
     """The web app (/healthz, /readyz, /metrics, chat webhooks), the scheduler, the tick loop.
 
     Slack and Telegram start when settings.yaml enables them; proposal cards and news go to
-    their changes channels. The GitOps repository is still the data directory's sandbox.
+    their changes channels. The GitOps repository is the data directory's sandbox, or GitHub
+    (gitops.backend: github, which also serves /github/webhook); ArgoCD applies merges when
+    deploy.kind is argocd.
     """
+    from bots.alerts_setup import connect_alerts
     from bots.chat_setup import connect_chat  # fastapi and uvicorn load only for this command
+    from bots.github_webhook import connect_github
     from bots.serve import serve
 
     settings = _settings(data_dir, config_dir)
@@ -156,6 +162,12 @@ def serve_command(
         raise _fail(str(e)) from e
     try:
         chat = connect_chat(settings, config, runtime)
+        alerts = connect_alerts(settings, config, runtime, surfaces=chat.surfaces)
+        github = (
+            [connect_github(settings, config, runtime)]
+            if config.general.gitops.backend == "github"
+            else []
+        )
     except BotError as e:
         runtime.close()
         raise _fail(str(e)) from e
@@ -164,7 +176,7 @@ def serve_command(
         host=host,
         port=port,
         start_scheduler=settings.scheduler,
-        routers=chat.routers,
+        routers=[*chat.routers, *alerts.routers, *github],
         adapters=chat.readiness,
     )
 
@@ -254,6 +266,38 @@ def agents_run(
         runtime.close()
     if result.outcome != "ok":
         raise typer.Exit(code=1)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    data_dir: DataDir = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="firing or resolved; default both")
+    ] = None,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="how many, newest first")] = 50,
+) -> None:
+    """Alerts opsgate received and stored, newest first, with where each was told."""
+    from bots.alert_store import AlertStore
+
+    if status not in (None, "firing", "resolved"):
+        raise _fail(f"--status is firing or resolved, not {status!r}")
+    db = _store(_settings(data_dir, None))
+    store = AlertStore(db.engine)
+    try:
+        found = store.alerts(status=status, limit=limit)
+        told = store.deliveries([a.id for a in found])
+    finally:
+        store.close()
+        db.close()
+    for alert in found:
+        labels = alert.labels
+        where = "/".join(labels[k] for k in ("service", "env") if labels.get(k)) or "-"
+        notices = ", ".join(f"{d} {state}" for d, state in told.get(alert.id, [])) or "no route"
+        typer.echo(
+            f"{alert.received_at:%Y-%m-%d %H:%M:%S}  {alert.status:<8} "
+            f"{labels.get('alertname', '?'):<24} {where:<20} {labels.get('severity', '-'):<7} "
+            f"{alert.fingerprint}  group {alert.group_id}  {notices}"
+        )
 
 
 def main() -> None:

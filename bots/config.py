@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,7 +19,9 @@ from approval_engine.config import (
 )
 from approval_engine.editors import read_value
 from approval_engine.errors import ApprovalError, ConfigError
+from approval_engine.slo import slo_problems
 from approval_engine.targets import Targets
+from bots.alert_routes import RoutesConfig, route_problems
 from bots.commands import install_all
 from bots.router import Router
 from bots.settings import GeneralConfig
@@ -35,6 +37,7 @@ class ConfigBundle:
     targets: TargetsConfig
     agents: AgentsConfig
     configured_agents: tuple[ConfiguredAgent, ...]
+    routes: RoutesConfig = field(default_factory=RoutesConfig)
 
 
 def load_config(
@@ -57,6 +60,7 @@ def load_config(
     policy = load("policy.yaml", PolicyConfig)
     targets = load("targets.yaml", TargetsConfig)
     agents = load("agents.yaml", AgentsConfig, missing_ok=True)
+    routes = load("routes.yaml", RoutesConfig, missing_ok=True)
     configured: list[ConfiguredAgent] = []
     if agents is not None:
         try:
@@ -65,7 +69,14 @@ def load_config(
             )
         except AgentConfigError as e:
             problems.extend(e.problems)
-    if general is None or users is None or policy is None or targets is None or agents is None:
+    if (
+        general is None
+        or users is None
+        or policy is None
+        or targets is None
+        or agents is None
+        or routes is None
+    ):
         raise ConfigError(problems)
     bundle = ConfigBundle(
         general=general,
@@ -74,8 +85,13 @@ def load_config(
         targets=targets,
         agents=agents,
         configured_agents=tuple(configured),
+        routes=routes,
     )
     problems.extend(_cross_check(bundle, config_dir))
+    problems.extend(
+        f"{config_dir / 'routes.yaml'}: {problem}"
+        for problem in route_problems(routes, general.chat)
+    )
     if repo_root is not None:
         problems.extend(_check_knobs(bundle, config_dir, repo_root))
     if problems:
@@ -110,6 +126,14 @@ def _cross_check(bundle: ConfigBundle, config_dir: Path) -> list[str]:
             problems.append(
                 f"{config_dir / 'policy.yaml'}: limits.{service}: no such service in targets.yaml"
             )
+    problems.extend(
+        f"{config_dir / 'targets.yaml'}: {problem}"
+        for problem in slo_problems(
+            bundle.targets.slo,
+            {name: t.slo for name, t in bundle.targets.services.items()},
+            list(bundle.targets.signals),
+        )
+    )
     commands = install_all(Router())
     for name in bundle.general.chat.command_channels:
         if commands.get(name) is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -16,7 +17,7 @@ from approval_engine.errors import (
     TargetError,
 )
 from approval_engine.notify import Notifier
-from bots.errors import CommandError
+from bots.errors import CommandError, UsageError
 from bots.router import Context, Router, parse
 from bots.services import Services
 from bots.types import ChatEvent, Reply
@@ -24,6 +25,9 @@ from bots.types import ChatEvent, Reply
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4000
+
+# command name, outcome (ok, refused, error), seconds: for the web app's metrics.
+Observer = Callable[[str, str, float], None]
 
 # Engine errors whose text is written for people and safe to show in chat.
 SAFE_ERRORS: tuple[type[Exception], ...] = (
@@ -46,20 +50,36 @@ class Gateway:
         services: Services,
         notifier: Notifier | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:8],
+        observe: Observer | None = None,
     ) -> None:
         self.router = router
         self.services = services
         self.notifier = notifier
+        self.observe = observe
         self._new_id = new_id
 
     def handle(self, event: ChatEvent) -> Reply:
         """One message in, one reply out; afterwards in-flight proposals move and are announced."""
+        started = time.perf_counter()
         with self.services.lock:
             try:
                 reply = self._handle(event)
+                outcome = "refused" if reply.error else "ok"
             except Exception:
                 reply = self._apology(event)
+                outcome = "error"
+        if self.observe is not None:
+            self.observe(self._command_name(event.text), outcome, time.perf_counter() - started)
         return reply
+
+    def _command_name(self, text: str) -> str:
+        """The command's own name, or `unknown`: a label that typos cannot multiply."""
+        try:
+            name, _ = parse(text)
+        except UsageError:
+            return "unknown"
+        command = self.router.get(name)
+        return command.name if command is not None else "unknown"
 
     def dispatch(self, event: ChatEvent, send: Callable[[Reply], object]) -> None:
         """Reply first, then move in-flight proposals so their announcements follow the reply."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from approval_engine.config import Duration
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +28,11 @@ class RuntimeSettings(BaseSettings):
     prometheus_token: SecretStr | None = Field(
         default=None, description="bearer token for Prometheus (OPSGATE_PROMETHEUS_TOKEN)"
     )
+    alertmanager_api_token: SecretStr | None = Field(
+        default=None,
+        description="Alertmanager API: a bearer token, or user:password with "
+        "alerts.alertmanager_auth: basic (OPSGATE_ALERTMANAGER_API_TOKEN)",
+    )
     aws_access_key_id: SecretStr | None = Field(
         default=None, description="else boto3's usual chain: env, profile, instance role"
     )
@@ -36,10 +44,34 @@ class RuntimeSettings(BaseSettings):
     slack_app_token: SecretStr | None = Field(
         default=None, description="Socket Mode: xapp-… app-level token with connections:write"
     )
+    alertmanager_token: SecretStr | None = Field(
+        default=None,
+        description="POST /alertmanager: the bearer token Alertmanager's http_config sends",
+    )
+    alertmanager_username: str = Field(
+        default="alertmanager", description="POST /alertmanager: basic_auth username"
+    )
+    alertmanager_password: SecretStr | None = Field(
+        default=None, description="POST /alertmanager: basic_auth password (instead of a token)"
+    )
     telegram_bot_token: SecretStr | None = Field(default=None, description="from @BotFather")
     telegram_webhook_secret: SecretStr | None = Field(
         default=None,
         description="webhook mode: Telegram sends it in X-Telegram-Bot-Api-Secret-Token",
+    )
+    github_token: SecretStr | None = Field(
+        default=None,
+        description="gitops.backend github: contents and pull requests read/write",
+    )
+    github_review_token: SecretStr | None = Field(
+        default=None,
+        description="a second account's token, so that chat approvals become approving reviews",
+    )
+    github_webhook_secret: SecretStr | None = Field(
+        default=None, description="verifies X-Hub-Signature-256 on POST /github/webhook"
+    )
+    argocd_token: SecretStr | None = Field(
+        default=None, description="deploy.kind argocd: an API token with get and sync on the apps"
     )
     scheduler: bool = Field(
         default=True,
@@ -55,15 +87,79 @@ class RuntimeSettings(BaseSettings):
 class DemoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     default_user: str = Field(default="alice", description="who speaks until /as")
+    verify_window: Duration | None = Field(
+        default=None,
+        description="the demo's SLO watch after an apply, instead of policy.yaml verify_window",
+    )
+
+
+class GitHubSettings(BaseModel):
+    """gitops.backend github: the repository pull requests are opened on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    repo: str | None = Field(
+        default=None, pattern=r"^[\w.-]+/[\w.-]+$", description="owner/name of the GitOps repo"
+    )
+    api_base_url: str = Field(
+        default="https://api.github.com",
+        pattern=r"^https?://",
+        description="GitHub Enterprise: https://github.example.com/api/v3",
+    )
+    merge_method: Literal["squash", "merge", "rebase"] = "squash"
+    poll_every: Duration = Field(
+        default_factory=lambda: timedelta(minutes=1),
+        description="how often each open pull request is read, in case a webhook was missed",
+    )
 
 
 class GitOpsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    backend: Literal["local", "github"] = Field(
+        default="local", description="local: the demo's sandbox repository in the data dir"
+    )
     base_branch: str = Field(default="main", min_length=1)
     seed_paths: list[str] = Field(
         default_factory=lambda: ["helm-charts", "terraform"],
         description="what the demo's sandbox repository is seeded from",
     )
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
+
+    @model_validator(mode="after")
+    def _complete(self) -> GitOpsSettings:
+        if self.backend == "github" and self.github.repo is None:
+            raise ValueError("github.repo: backend github needs the repository, as owner/name")
+        return self
+
+
+class ArgoCDSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str | None = Field(
+        default=None, pattern=r"^https?://", description="argocd-server's base URL"
+    )
+    verify_tls: bool = True
+    project: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the apps' ArgoCD project; lets ArgoCD tell a missing app from a refusal",
+    )
+    sync_timeout: Duration | None = Field(
+        default=None, description="instead of policy.yaml sync_timeout, when set"
+    )
+    timeout: float = Field(default=10.0, gt=0, le=120, description="seconds per request")
+
+
+class DeploySettings(BaseModel):
+    """What applies a merge: the demo's simulation, or ArgoCD."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["simulation", "argocd"] = "simulation"
+    argocd: ArgoCDSettings = Field(default_factory=ArgoCDSettings)
+
+    @model_validator(mode="after")
+    def _complete(self) -> DeploySettings:
+        if self.kind == "argocd" and self.argocd.url is None:
+            raise ValueError("argocd.url: kind argocd needs argocd-server's URL")
+        return self
 
 
 class PrometheusSettings(BaseModel):
@@ -174,6 +270,20 @@ class ChatSettings(BaseModel):
         return value
 
 
+class AlertsSettings(BaseModel):
+    """Where /alerts, /silence and /unsilence reach Alertmanager's API v2."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alertmanager_url: str = Field(
+        default="http://localhost:9093", pattern=r"^https?://", description="its base URL"
+    )
+    alertmanager_auth: Literal["bearer", "basic"] = Field(
+        default="bearer", description="how OPSGATE_ALERTMANAGER_API_TOKEN is sent, when set"
+    )
+    alertmanager_timeout: float = Field(default=10.0, gt=0, le=120, description="seconds")
+    alertmanager_verify_tls: bool = True
+
+
 class GeneralConfig(BaseModel):
     """config/settings.yaml."""
 
@@ -183,3 +293,5 @@ class GeneralConfig(BaseModel):
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)

@@ -54,13 +54,19 @@ class WebMetrics:
     """The app's own registry and the metrics other parts update.
 
     `commands` is for the gateway: `.labels(command="approve", outcome="ok").inc()`, with
-    outcome one of ok, refused (a CommandError or a denial) or error (an apology).
+    outcome one of ok, refused (a CommandError or a denial) or error (an apology);
+    `command_duration` times them. create_app installs `observe_command` on the gateway.
     """
 
     registry: CollectorRegistry
     http_requests: Counter
     http_duration: Histogram
     commands: Counter
+    command_duration: Histogram
+
+    def observe_command(self, command: str, outcome: str, seconds: float) -> None:
+        self.commands.labels(command=command, outcome=outcome).inc()
+        self.command_duration.labels(command=command).observe(seconds)
 
 
 @dataclass
@@ -89,6 +95,7 @@ def create_app(
     )
     web_metrics = _new_metrics(runtime)
     app.state.opsgate = _WebState(runtime=runtime, metrics=web_metrics)
+    runtime.gateway.observe = web_metrics.observe_command
     app.add_middleware(
         _HttpMetrics, requests=web_metrics.http_requests, duration=web_metrics.http_duration
     )
@@ -229,6 +236,13 @@ def _new_metrics(runtime: Runtime) -> WebMetrics:
             "opsgate_chat_commands",
             "chat commands handled, by command and outcome (ok, refused, error)",
             ["command", "outcome"],
+            registry=registry,
+        ),
+        command_duration=Histogram(
+            "opsgate_chat_command_duration_seconds",
+            "time from a chat command's arrival to its reply, by command",
+            ["command"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
             registry=registry,
         ),
     )

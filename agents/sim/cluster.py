@@ -83,11 +83,18 @@ class SimulatedCluster:
         self._blocks: OrderedDict[tuple[str, str, int, int], _Block] = OrderedDict()
 
     def apply(self, service: str, env: str, spec: WorkloadSpec) -> None:
-        """Deploy `spec`; it is in force from the start of the current minute."""
+        """Deploy `spec`; it is in force from the start of the current minute.
+
+        A second spec applied in the minute of the first keeps the first as the past: the
+        first reaches back into history, and a change right after start-up has a "before".
+        """
         self._check(service, env)
         minute = to_minute(self._clock(), what="clock()")
         with self._lock:
-            entries = [e for e in self._timelines.get((service, env), ()) if e[0] != minute]
+            timeline = self._timelines.get((service, env), ())
+            entries = [e for e in timeline if e[0] != minute]
+            if timeline and timeline[0][0] == minute and timeline[0][1] != spec:
+                entries.insert(0, (minute - 1, timeline[0][1]))
             bisect.insort(entries, (minute, spec), key=lambda e: e[0])
             self._timelines[(service, env)] = tuple(entries)
             self._generations[(service, env)] = self._generations.get((service, env), 0) + 1

@@ -1,5 +1,8 @@
 """Named signals from a real Prometheus: each signal's PromQL template run as a range query.
 
+`query_range` runs any PromQL (a dashboard panel's, an alert's) the same way, for /graph and
+the alert enricher.
+
 This is the only module that imports prometheus_api_client. Everything it raises is an
 AgentError whose message is safe to show in chat:
 
@@ -15,7 +18,7 @@ point of the asked grid); the returned Series carries the step actually used.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from string import Template
 from typing import Any
@@ -27,7 +30,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from agents.errors import AgentConfigError, SourceError, SourceUnavailableError
-from agents.sources.base import Series, grid_size
+from agents.sources.base import FloatArray, Series, grid_size
 
 __all__ = ["MAX_POINTS", "PrometheusSource"]
 
@@ -100,31 +103,49 @@ class PrometheusSource:
             raise SourceError(
                 f"unknown signal {signal!r}; {self._label} knows {', '.join(self._templates)}"
             )
-        if start.utcoffset() is None or end.utcoffset() is None:
-            raise SourceError("start and end must be timezone-aware (UTC)")
-        if step <= timedelta(0):
-            raise SourceError(f"step must be positive, got {step}")
-        if end < start:
-            raise SourceError(f"end {end.isoformat()} is before start {start.isoformat()}")
-        used = step * max(1, -(-grid_size(start, end, step) // MAX_POINTS))
-        values = np.full(grid_size(start, end, used), np.nan)
-        if len(values):
+        used, size = _grid(start, end, step)
+        values = np.full(size, np.nan)
+        if size:
             query = template.substitute(service=_quoted(service), env=_quoted(env))
-            found = self._query(signal, query, start, start + used * (len(values) - 1), used)
+            found = self._query(f"signal {signal!r}", query, start, used, size)
             if len(found) > 1:
                 raise SourceError(
                     f"signal {signal!r} returned {len(found)} series for {service}/{env}, not "
                     "one: aggregate its PromQL to one series (e.g. wrap it in sum(...)) under "
                     "signals: in config/targets.yaml"
                 )
-            origin, seconds = start.timestamp(), used.total_seconds()
-            for at, value in found[0]["values"] if found else ():
-                index = round((float(at) - origin) / seconds)
-                if 0 <= index < len(values):
-                    values[index] = float(value)
+            if found:
+                values = _on_grid(found[0]["values"], start, used, size)
         return Series(
             signal=signal, service=service, env=env, start=start, step=used, values=values
         )
+
+    def query_range(
+        self, expr: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[dict[str, str], Series]]:
+        """Any PromQL over a range: each result series' labels and its samples on the grid.
+
+        The Series' `signal` is "query"; `service` and `env` are the series' labels of those
+        names, or "". Raises like `series`.
+        """
+        used, size = _grid(start, end, step)
+        if not size:
+            return []
+        found = self._query("the query", expr, start, used, size)
+        results = []
+        for item in found:
+            labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
+            values = _on_grid(item.get("values") or (), start, used, size)
+            series = Series(
+                signal="query",
+                service=labels.get("service", ""),
+                env=labels.get("env", ""),
+                start=start,
+                step=used,
+                values=values,
+            )
+            results.append((labels, series))
+        return results
 
     def healthy(self) -> bool:
         """Whether Prometheus answers its readiness probe (`/-/ready`) within the timeout."""
@@ -138,8 +159,9 @@ class PrometheusSource:
         self._client.close()
 
     def _query(
-        self, signal: str, query: str, first: datetime, last: datetime, step: timedelta
+        self, what: str, query: str, first: datetime, step: timedelta, size: int
     ) -> list[dict[str, Any]]:
+        last = first + step * (size - 1)
         try:
             found: list[dict[str, Any]] = self._client.custom_query_range(
                 query,
@@ -150,7 +172,7 @@ class PrometheusSource:
                 params={"start": f"{first.timestamp():.3f}", "end": f"{last.timestamp():.3f}"},
             )
         except requests.HTTPError as e:
-            raise self._refusal(signal, e.response) from e
+            raise self._refusal(what, e.response) from e
         except requests.Timeout as e:
             raise SourceUnavailableError(
                 self._label, f"no answer from {self._url} within {self._timeout:g} s"
@@ -163,14 +185,39 @@ class PrometheusSource:
             raise SourceUnavailableError(self._label, f"cannot query {self._url}: {e}") from e
         return found
 
-    def _refusal(self, signal: str, response: requests.Response | None) -> Exception:
+    def _refusal(self, what: str, response: requests.Response | None) -> Exception:
         status = response.status_code if response is not None else 0
         detail = _error_text(response)
         if status >= 500 or status == 429:
             return SourceUnavailableError(
                 self._label, f"HTTP {status}: {detail}", retry_after=_retry_after(response)
             )
-        return SourceError(f"{self._label} rejected signal {signal!r} (HTTP {status}): {detail}")
+        return SourceError(f"{self._label} rejected {what} (HTTP {status}): {detail}")
+
+
+def _grid(start: datetime, end: datetime, step: timedelta) -> tuple[timedelta, int]:
+    """The step actually used (a multiple of `step` within MAX_POINTS) and the grid's size."""
+    if start.utcoffset() is None or end.utcoffset() is None:
+        raise SourceError("start and end must be timezone-aware (UTC)")
+    if step <= timedelta(0):
+        raise SourceError(f"step must be positive, got {step}")
+    if end < start:
+        raise SourceError(f"end {end.isoformat()} is before start {start.isoformat()}")
+    used = step * max(1, -(-grid_size(start, end, step) // MAX_POINTS))
+    return used, grid_size(start, end, used)
+
+
+def _on_grid(
+    samples: Iterable[Sequence[Any]], start: datetime, step: timedelta, size: int
+) -> FloatArray:
+    """Prometheus' [time, "value"] pairs placed on the grid; NaN where none fell."""
+    values = np.full(size, np.nan)
+    origin, seconds = start.timestamp(), step.total_seconds()
+    for at, value in samples:
+        index = round((float(at) - origin) / seconds)
+        if 0 <= index < size:
+            values[index] = float(value)
+    return values
 
 
 def _quoted(value: str) -> str:

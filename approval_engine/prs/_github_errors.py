@@ -2,6 +2,7 @@
 
 BackendError
 ├── GitHubError             GitHub refused for good: 401, 403, 404, 405, 409, 422; `status`
+│   └── GitHubNotMergeableError  a merge refused (405, 409); also a NotMergeableError
 └── TemporaryBackendError
     └── GitHubTemporaryError  5xx, no answer (status 0), or a rate limit (403/429); `retry_after`
 """
@@ -13,11 +14,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from approval_engine.errors import BackendError, TemporaryBackendError
+from approval_engine.errors import BackendError, NotMergeableError, TemporaryBackendError
+from approval_engine.prs.base import Mergeability, PullState
 
 __all__ = [
     "PASSING",
     "GitHubError",
+    "GitHubNotMergeableError",
     "GitHubTemporaryError",
     "Mergeability",
     "PullState",
@@ -50,6 +53,10 @@ class GitHubError(BackendError):
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+
+class GitHubNotMergeableError(GitHubError, NotMergeableError):
+    """GitHub refused to merge a pull request that may merge later (405, 409)."""
 
 
 class GitHubTemporaryError(TemporaryBackendError):
@@ -207,28 +214,6 @@ def retrying(
                 raise error from e
         sleep(delay)
         attempt += 1
-
-
-@dataclass(frozen=True)
-class Mergeability:
-    """Whether GitHub would merge now (None: it is still computing) and why, for chat."""
-
-    mergeable: bool | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class PullState:
-    """A branch's pull request as GitHub has it, for reconciling the store."""
-
-    number: int
-    state: str  # open | closed
-    merged: bool
-    head_sha: str
-    merge_commit_sha: str | None
-    url: str
-    title: str
-    body: str
 
 
 def describe(

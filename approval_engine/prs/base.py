@@ -1,9 +1,16 @@
-"""The PR backend protocol that local git and GitHub both implement."""
+"""The PR backend protocol that local git and GitHub both implement, and its optional extras.
+
+A backend that hosts pull requests offers more than branches: labels, comments, reviews, a
+mergeability check and the pull request's state as the host has it. Each is a small protocol
+of its own; the engine asks `isinstance(backend, Reviewer)` and so on, so the local git
+backend (which has none of them) keeps working unchanged.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -11,6 +18,28 @@ class PullRequest:
     branch: str
     head_sha: str
     url: str
+
+
+@dataclass(frozen=True)
+class Mergeability:
+    """Whether the host would merge now (None: it is still computing) and why, for chat."""
+
+    mergeable: bool | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class PullState:
+    """A branch's pull request as the host has it, for reconciling the store."""
+
+    number: int
+    state: str  # open | closed
+    merged: bool
+    head_sha: str
+    merge_commit_sha: str | None
+    url: str
+    title: str
+    body: str
 
 
 class PRBackend(Protocol):
@@ -49,4 +78,40 @@ class PRBackend(Protocol):
 
     def close(self, *, proposal_id: str, branch: str, reason: str) -> None:
         """Close without merging."""
+        ...
+
+
+@runtime_checkable
+class Labeler(Protocol):
+    """Labels on the branch's pull request; adding one it has, or removing one it lacks, is
+    no error."""
+
+    def label(self, branch: str, labels: Iterable[str]) -> None: ...
+
+    def unlabel(self, branch: str, labels: Iterable[str]) -> None: ...
+
+
+@runtime_checkable
+class Commenter(Protocol):
+    def comment(self, branch: str, text: str, *, once: str | None = None) -> None:
+        """Comment on the branch's pull request; with `once`, not if a comment carries it."""
+        ...
+
+
+@runtime_checkable
+class Reviewer(Protocol):
+    def review(self, branch: str, *, approver_login: str, head_sha: str, body: str) -> str:
+        """Record a chat approval as a review of head_sha; repeating it records nothing new."""
+        ...
+
+
+@runtime_checkable
+class MergeCheck(Protocol):
+    def mergeability(self, branch: str) -> Mergeability: ...
+
+
+@runtime_checkable
+class PullTracker(Protocol):
+    def pull_state(self, branch: str) -> PullState | None:
+        """The branch's open pull request, else its newest one; None when it never had one."""
         ...

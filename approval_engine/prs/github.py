@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from approval_engine.errors import BackendError, TemporaryBackendError
 from approval_engine.prs._github_errors import (
     GitHubError,
+    GitHubNotMergeableError,
     Mergeability,
     PullState,
     RetryPolicy,
@@ -240,7 +241,7 @@ class GitHubBackend:
             if again is not None and again.merged and again.head_sha == head_sha:
                 return again.merge_commit_sha or ""
             why = f" ({self.mergeability(branch).reason})" if e.status == 405 else ""
-            raise GitHubError(
+            raise GitHubNotMergeableError(
                 f"GitHub refused to merge #{number}: {e.reason}{why}",
                 status=e.status,
                 reason=e.reason,
@@ -276,9 +277,34 @@ class GitHubBackend:
             issue = self._repo.get_issue(number)
             self._call(f"labelling #{number}", lambda: issue.add_to_labels(*names))
 
-    def comment(self, branch: str, text: str) -> None:
+    def unlabel(self, branch: str, labels: Iterable[str]) -> None:
         number = self._number(branch)
         issue = self._repo.get_issue(number)
+
+        def remove(name: str) -> Callable[[], None]:
+            return lambda: issue.remove_from_labels(name)
+
+        for name in labels:
+            try:
+                self._call(f"unlabelling #{number}", remove(name))
+            except GitHubError as e:
+                if e.status != 404:  # the pull request did not carry it
+                    raise
+
+    def comment(self, branch: str, text: str, *, once: str | None = None) -> None:
+        """Comment on the branch's pull request; with `once`, a marker the comment carries
+        (hidden), and nothing is posted when a comment already carries it."""
+        number = self._number(branch)
+        issue = self._repo.get_issue(number)
+        if once is not None:
+            marker = f"<!-- opsgate-once {once} -->"
+            said = self._call(
+                f"reading comments on #{number}",
+                lambda: any(marker in (c.body or "") for c in issue.get_comments()),
+            )
+            if said:
+                return
+            text = f"{text}\n{marker}"
         self._call(f"commenting on #{number}", lambda: issue.create_comment(text))
 
     def review(self, branch: str, *, approver_login: str, head_sha: str, body: str) -> str:

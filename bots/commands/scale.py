@@ -21,12 +21,34 @@ def _replicas(text: str) -> int:
     return value
 
 
-def scale_changes(current: dict[str, Scalar], replicas: int) -> tuple[KnobChange, ...]:
-    """The HPA floor where an HPA runs (raising its ceiling if needed), else replicaCount."""
-    if current.get("hpa_enabled") is True and "min_replicas" in current:
+def _range(text: str) -> tuple[int, int | None]:
+    """`4` → (4, None); `2-6` → (2, 6): an HPA's floor and ceiling."""
+    low, dash, high = text.partition("-")
+    if not dash or not low:  # `-3` is a (bad) number, not a range
+        return _replicas(text), None
+    floor, ceiling = _replicas(low), _replicas(high)
+    if ceiling < floor:
+        raise CommandError(f"{text}: the ceiling {ceiling} is below the floor {floor}.")
+    return floor, ceiling
+
+
+def scale_changes(
+    current: dict[str, Scalar], replicas: int, *, ceiling: int | None = None
+) -> tuple[KnobChange, ...]:
+    """The HPA floor where an HPA runs (raising its ceiling if needed, or setting the one
+    given), else replicaCount."""
+    hpa = current.get("hpa_enabled") is True and "min_replicas" in current
+    if ceiling is not None:
+        if not hpa or "max_replicas" not in current:
+            raise CommandError(
+                "a range (min-max) sets an HPA's floor and ceiling, and this service runs "
+                "without one here; give one number of replicas"
+            )
+        return (KnobChange("min_replicas", replicas), KnobChange("max_replicas", ceiling))
+    if hpa:
         changes = [KnobChange("min_replicas", replicas)]
-        ceiling = current.get("max_replicas")
-        if isinstance(ceiling, int) and ceiling < replicas:
+        top = current.get("max_replicas")
+        if isinstance(top, int) and top < replicas:
             changes.append(KnobChange("max_replicas", replicas))
         return tuple(changes)
     return (KnobChange("replicas", replicas),)
@@ -34,13 +56,16 @@ def scale_changes(current: dict[str, Scalar], replicas: int) -> tuple[KnobChange
 
 def install(router: Router) -> None:
     @router.command(
-        "scale", role="operator", usage=USAGE, summary="propose a replica floor for a service"
+        "scale",
+        role="operator",
+        usage=USAGE,
+        summary="propose a replica floor; <min>-<max> sets an HPA's floor and ceiling",
     )
     def scale(ctx: Context) -> Reply:
         if len(ctx.args) not in (2, 3):
             raise UsageError(f"Usage: {USAGE}, e.g. /scale checkout 4 prod")
         service = ctx.args[0]
-        replicas = _replicas(ctx.args[1])
+        replicas, ceiling = _range(ctx.args[1])
         env = ctx.args[2] if len(ctx.args) == 3 else ctx.services.default_env
         engine = ctx.services.engine
         engine.targets.check_env(service, env)
@@ -49,8 +74,8 @@ def install(router: Router) -> None:
             kind="scale",
             service=service,
             env=env,
-            changes=scale_changes(current, replicas),
-            rationale=f"{ctx.actor.name} asked for {replicas} replicas of {service} in {env} "
+            changes=scale_changes(current, replicas, ceiling=ceiling),
+            rationale=f"{ctx.actor.name} asked for {ctx.args[1]} replicas of {service} in {env} "
             "with /scale.",
             requested_by=ctx.actor.name,
         )

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from approval_engine.deploy import Deployer
+from approval_engine.deploy import AppStatus, Deployer, StatusBoard
+from approval_engine.errors import BackendError
 from bots.commands.agents import ago
 from bots.errors import CommandError
 from bots.router import Context, Router
 from bots.types import Reply, Table
 
 
-def _sync(deployer: Deployer, app: str) -> str:
-    status = deployer.status(app)
+def _cell(status: AppStatus, *, health: bool) -> str:
     revision = (status.revision or "-")[:7]
-    return f"{status.sync} {revision}"
+    return f"{status.sync} {revision}" + (f" {status.health}" if health else "")
+
+
+def _deployed(deployer: Deployer, apps: list[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Each app's sync and revision, and its health when ArgoCD reports it. A deployer that
+    does not answer leaves the cells as `?` and says why, rather than failing /status."""
+    try:
+        if isinstance(deployer, StatusBoard):
+            found = deployer.statuses(apps)
+            return {
+                app: _cell(found[app], health=True) if app in found else "no such app"
+                for app in apps
+            }, ()
+        return {app: _cell(deployer.status(app), health=False) for app in apps}, ()
+    except BackendError as e:
+        label = getattr(deployer, "label", "the deployer")
+        return dict.fromkeys(apps, "?"), (f"{label} did not answer: {e}",)
 
 
 def install(router: Router) -> None:
@@ -30,6 +46,13 @@ def install(router: Router) -> None:
                 raise CommandError(f"{wanted} is a {services.targets.kind(wanted)}, not a workload")
             names = [wanted]
         tables = []
+        apps = [
+            services.targets.app(name, env)
+            for env in services.targets.all_environments()
+            for name in names
+            if env in services.targets.environments(name)
+        ]
+        deployed, trouble = _deployed(services.deployer, apps)
         for env in services.targets.all_environments():
             rows = []
             for name in names:
@@ -50,7 +73,7 @@ def install(router: Router) -> None:
                         f"{s.cpu_percent:.0f}%",
                         f"{s.latency_p95_ms:.0f} ms",
                         s.health,
-                        _sync(services.deployer, services.targets.app(name, env)),
+                        deployed[services.targets.app(name, env)],
                     )
                 )
             if rows:
@@ -65,7 +88,7 @@ def install(router: Router) -> None:
                             "CPU",
                             "p95",
                             "health",
-                            "sync",
+                            "argocd" if isinstance(services.deployer, StatusBoard) else "sync",
                         ),
                         rows=tuple(rows),
                     )
@@ -88,7 +111,7 @@ def install(router: Router) -> None:
                 )
             )
         tables.append(_agents_table(ctx))
-        footer = () if proposals else ("No open proposals.",)
+        footer = trouble + (() if proposals else ("No open proposals.",))
         return Reply(tables=tuple(tables), footer=footer)
 
 

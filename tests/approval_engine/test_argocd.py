@@ -81,6 +81,22 @@ def test_the_client_is_a_deployer(client: ArgoCDClient) -> None:
     assert deployer.status(APP) == AppStatus(APP, "Synced", INITIAL_REVISION, HEALTHY)
 
 
+def test_statuses_reads_the_wanted_apps_in_one_request(
+    argocd: FakeArgoCD, client: ArgoCDClient
+) -> None:
+    argocd.add_app("cart-prod")
+    argocd.add_app("search-prod")
+    argocd.set_health("cart-prod", "Degraded", "CrashLoopBackOff")
+    before = len(argocd.calls)
+
+    found = client.statuses([APP, "cart-prod", "no-such-app"])
+
+    assert len(argocd.calls) == before + 1
+    assert sorted(found) == sorted([APP, "cart-prod"])
+    assert found["cart-prod"].health == "Degraded"
+    assert found["cart-prod"].message == "CrashLoopBackOff"
+
+
 def test_sync_posts_the_revision_and_the_app_goes_progressing_then_healthy(
     argocd: FakeArgoCD, client: ArgoCDClient
 ) -> None:

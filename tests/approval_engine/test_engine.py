@@ -10,12 +10,15 @@ import pytest
 
 from agents.sim.workload import WorkloadSpec
 from approval_engine import audit
+from approval_engine.config import TargetsConfig, load_model
 from approval_engine.engine import Engine
 from approval_engine.errors import BackendError, PolicyDeniedError, TemporaryBackendError
 from approval_engine.model import Proposal, State
+from approval_engine.targets import Targets
 from tests.approval_engine._support import (
     ALICE,
     BOB,
+    CONFIG_DIR,
     DAVE,
     Boot,
     Clock,
@@ -190,15 +193,22 @@ def test_a_wish_adding_a_knob_folds_into_the_proposal_that_holds_the_other(node:
     assert {k.knob: k.new for k in then.proposal.knobs} == {"min_replicas": 4, "max_replicas": 10}
 
 
-def test_a_wish_on_another_knob_of_the_same_service_opens_its_own_proposal(
+def test_a_wish_on_another_knob_of_the_same_target_is_refused_naming_the_holder(
     engine: Engine,
 ) -> None:
     first = open_proposal(engine, "checkout", "staging", ("min_replicas", 4))
 
-    second = open_proposal(engine, "checkout", "staging", ("target_cpu", 60))
+    with pytest.raises(PolicyDeniedError) as caught:
+        engine.propose(wish("checkout", "staging", ("target_cpu", 60)), actor=DAVE)
 
-    assert second.id != first.id
-    assert [p.id for p in engine.proposals()] == [first.id, second.id]
+    assert str(caught.value) == (
+        f"checkout/staging is locked by {first.id} (open, proposed by alice: checkout/staging "
+        "autoscaling.minReplicas 2 → 4); one change per service and environment at a time, "
+        f"so approve or reject {first.id} first"
+    )
+    assert [p.id for p in engine.proposals()] == [first.id]
+    # another environment of the same service is another lock
+    assert open_proposal(engine, "checkout", "prod", ("target_cpu", 60)).id != first.id
 
 
 def test_repeating_the_identical_wish_changes_nothing(node: Node) -> None:
@@ -314,17 +324,28 @@ def test_a_change_the_cluster_cannot_run_fails_with_the_reason_and_frees_the_kno
 
 
 def test_a_branch_that_no_longer_merges_cleanly_fails_with_gits_reason(node: Node) -> None:
-    # Two open proposals on neighbouring lines of one file: git sees the second as a conflict.
     floor = open_proposal(node.engine, "checkout", "staging", ("min_replicas", 3))
-    ceiling = open_proposal(node.engine, "checkout", "staging", ("max_replicas", 8))
+    # Someone merges an edit of the neighbouring line behind opsgate's back (the target lock
+    # keeps opsgate's own proposals apart): git sees the proposal as a conflict.
+    edited = node.git.read_file(CHECKOUT_STAGING).replace("maxReplicas: 6", "maxReplicas: 8")
+    outside = node.git.open(
+        proposal_id="outside-1",
+        branch="someone/ceiling",
+        base_sha=node.git.base_head(),
+        files={CHECKOUT_STAGING: edited},
+        title="ceiling",
+        body="",
+    )
+    node.git.merge(
+        proposal_id="outside-1", branch="someone/ceiling", head_sha=outside.head_sha, title="x"
+    )
+
     node.engine.approve(floor.id, actor=BOB)
 
-    node.engine.approve(ceiling.id, actor=BOB)
-
-    failed = node.engine.get(ceiling.id)
+    failed = node.engine.get(floor.id)
     assert failed.state == State.FAILED
-    assert failed.message.startswith("opsgate/scale-2 no longer merges cleanly into main")
-    assert merge_commits(node.git.path, ceiling.id) == []
+    assert failed.message.startswith("opsgate/scale-1 no longer merges cleanly into main")
+    assert merge_commits(node.git.path, floor.id) == []
 
 
 def test_a_rollout_that_never_becomes_healthy_fails_after_the_sync_timeout(
@@ -350,9 +371,21 @@ def test_a_rollout_overtaken_by_a_later_merge_of_the_same_app_is_still_applied(
     boot: Boot, clock: Clock
 ) -> None:
     argocd = ManualArgoCD()
-    engine = boot(deployer=lambda _: argocd).engine
+    node = boot(deployer=lambda _: argocd)
+    # Two targets one ArgoCD app deploys (the target lock keeps one target's changes apart).
+    config = load_model(CONFIG_DIR / "targets.yaml", TargetsConfig)
+    cart = config.services["cart"].model_copy(update={"argocd_app": "checkout-{env}"})
+    shared = config.model_copy(update={"services": {**config.services, "cart": cart}})
+    engine = Engine(
+        store=node.store,
+        backend=node.git,
+        deployer=argocd,
+        targets=Targets(shared),
+        policy=node.engine.policy.config,
+        clock=clock,
+    )
     floor = open_proposal(engine, "checkout", "staging", ("min_replicas", 4))
-    target = open_proposal(engine, "checkout", "staging", ("target_cpu", 60))
+    target = open_proposal(engine, "cart", "staging", ("target_cpu", 60))
     engine.approve(floor.id, actor=BOB)
     engine.approve(target.id, actor=BOB)  # merged on top of floor's merge, synced before it settled
     assert [engine.get(p.id).state for p in (floor, target)] == [State.SYNCING] * 2

@@ -507,6 +507,29 @@ def test_labels_and_comments(gh: FakeGitHub, backend: GitHubBackend) -> None:
         backend.comment("opsgate/none", "hello")
 
 
+def test_unlabel_removes_only_what_the_pull_carries(gh: FakeGitHub, backend: GitHubBackend) -> None:
+    open_pull(backend)
+    backend.label(BRANCH, ["opsgate", "risk:low"])
+
+    backend.unlabel(BRANCH, ["risk:low", "risk:high"])
+
+    assert gh.repo(REPO).pulls[1].labels == ["opsgate"]
+
+
+def test_a_comment_once_is_posted_once_however_often_it_is_repeated(
+    gh: FakeGitHub, backend: GitHubBackend
+) -> None:
+    open_pull(backend)
+
+    backend.comment(BRANCH, "Updated: minReplicas 4 → 6", once="burst-1 update abc")
+    backend.comment(BRANCH, "Updated: minReplicas 4 → 6", once="burst-1 update abc")
+    backend.comment(BRANCH, "Updated: minReplicas 6 → 8", once="burst-1 update def")
+
+    bodies = [c.body for c in gh.repo(REPO).pulls[1].comments]
+    assert len(bodies) == 2
+    assert bodies[0].startswith("Updated: minReplicas 4 → 6\n<!-- opsgate-once burst-1")
+
+
 def test_pull_state_sees_changes_made_outside_opsgate(
     gh: FakeGitHub, backend: GitHubBackend
 ) -> None:

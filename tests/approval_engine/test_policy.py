@@ -280,17 +280,15 @@ def test_every_refused_approval_is_audited(
     assert reason in denial.detail["reason"]
 
 
-def test_a_wish_spanning_two_open_proposals_is_refused_and_audited(engine: Engine) -> None:
+def test_a_wish_on_a_locked_target_is_refused_and_audited(engine: Engine) -> None:
     first = propose(engine, "checkout", "staging", 4)
-    second = engine.propose(wish("checkout", "staging", ("target_cpu", 60)), actor=ALICE).proposal
-    assert second is not None
 
-    with pytest.raises(PolicyDeniedError, match=f"{first.id}, {second.id} already change"):
-        engine.propose(
-            wish("checkout", "staging", ("min_replicas", 5), ("target_cpu", 55)), actor=ALICE
-        )
+    with pytest.raises(PolicyDeniedError, match=f"checkout/staging is locked by {first.id}"):
+        engine.propose(wish("checkout", "staging", ("target_cpu", 55)), actor=DAVE)
 
-    assert "already change these knobs" in last_denial(engine).detail["reason"]
+    denial = last_denial(engine)
+    assert (denial.actor, denial.detail["attempted"]) == ("dave", "propose")
+    assert f"approve or reject {first.id} first" in denial.detail["reason"]
 
 
 def test_an_unknown_proposal_id_is_named_with_a_suggestion(engine: Engine) -> None:

@@ -281,11 +281,11 @@ async def test_a_long_reply_arrives_in_several_messages_without_losing_a_line(
 async def test_an_image_is_sent_as_a_photo(world: World) -> None:
     data = _tiny_png()
 
-    @world.runtime.gateway.router.command("graph")
-    def graph(_context: Context) -> Reply:
+    @world.runtime.gateway.router.command("picture")
+    def picture(_context: Context) -> Reply:
         return Reply(text="load", image_png=data)
 
-    sent = await world.say(world.group, world.alice, "/graph")
+    sent = await world.say(world.group, world.alice, "/picture")
 
     assert sent[0].text == "load"
     assert sent[-1].photo == data

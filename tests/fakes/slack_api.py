@@ -140,6 +140,7 @@ class Call:
     token: str | None
     status: int = 200
     response: JSON = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)  # when it arrived (rate-limit checks)
 
 
 @dataclass

@@ -223,6 +223,7 @@ class ApiCall:
     params: JSONDict  # JSON-valued and integer parameters decoded
     files: Mapping[str, bytes]
     status: int
+    at: float = field(default_factory=time.monotonic)  # when it was answered (rate-limit checks)
 
 
 # ---------------------------------------------------------------- update builders

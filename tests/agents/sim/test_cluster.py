@@ -231,3 +231,13 @@ def test_events_describe_the_scripted_traffic() -> None:
     assert [(w.name, w.start.hour, w.end.hour) for w in windows] == [
         ("checkout-monday-marketing", 10, 11)
     ]
+
+
+def test_a_change_in_the_minute_of_the_first_apply_keeps_the_first_as_the_past() -> None:
+    clock = Clock(NOW.replace(hour=3))
+    sim = cluster(clock=clock)
+    sim.apply("checkout", "prod", CHECKOUT)
+    sim.apply("checkout", "prod", dataclasses.replace(CHECKOUT, min_replicas=6))
+    assert sim.spec("checkout", "prod") == dataclasses.replace(CHECKOUT, min_replicas=6)
+    assert sim.status("checkout", "prod", at=clock.now - timedelta(minutes=30)).replicas == 3
+    assert sim.status("checkout", "prod", at=clock.now + timedelta(minutes=5)).replicas == 6
