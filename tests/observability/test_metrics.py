@@ -3,6 +3,7 @@ listed in observability/metrics.yaml, recorded by a rule, or exported by opsgate
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def test_recorded_series_are_used() -> None:
 
 
 def _opsgate_families(tmp_path: Path) -> dict[str, str]:
-    """Family name -> type, as opsgate's web app exposes them on /metrics."""
+    """Family name -> type, as opsgate's web app exposes them on /metrics, with the
+    Alertmanager webhook wired as `opsgate serve` wires it (its metrics register at start-up)."""
+    from bots.alerts_setup import connect_alerts
     from bots.app import build_runtime
     from bots.config import load_config
     from bots.settings import PROJECT_ROOT, RuntimeSettings
@@ -106,10 +109,15 @@ def _opsgate_families(tmp_path: Path) -> dict[str, str]:
     settings = RuntimeSettings(data_dir=tmp_path, config_dir=PROJECT_ROOT / "config")
     config = load_config(settings.config_dir, repo_root=PROJECT_ROOT)
     runtime = build_runtime(settings, config, notifier=None, demo=True)
-    try:
-        text = generate_latest(metrics(create_app(runtime)).registry).decode()
-    finally:
-        runtime.close()
+    app = create_app(
+        runtime, routers=connect_alerts(settings, config, runtime, surfaces={}).routers
+    )
+
+    async def scrape() -> str:
+        async with app.router.lifespan_context(app):  # what uvicorn runs; it closes the runtime
+            return generate_latest(metrics(app).registry).decode()
+
+    text = asyncio.run(scrape())
     return {family.name: family.type for family in text_string_to_metric_families(text)}
 
 
