@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from approval_engine import audit
+from approval_engine import audit, rebase
 from approval_engine import store as db
+from approval_engine.backoff import Backoff
 from approval_engine.config import PolicyConfig, format_duration
 from approval_engine.deploy import DEGRADED, HEALTHY, MISSING, Deployer
 from approval_engine.editors import edit_value, read_value, unified_diff
@@ -127,6 +128,9 @@ class Engine:
         self.noise = NoiseControl(store=store, policy=policy, clock=clock)
         self.rollbacks = Rollbacks(self)
         self.verifier = Verifier(self)  # watches once bots calls `verifier.watch_with`
+        # Keeping up with the host: approval_engine.rebase and .backoff.
+        self.rebaser = rebase.Rebaser(self)
+        self.backoff = Backoff(store=store, clock=clock)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -144,6 +148,7 @@ class Engine:
 
     def current_values(self, service: str, env: str) -> dict[str, Scalar]:
         """The knobs as the base branch holds them now."""
+        self.backoff.guard()
         return self.targets.read_all(service, env, read_file=self.backend.read_file)
 
     # --- proposing ------------------------------------------------------------------------
@@ -152,6 +157,7 @@ class Engine:
         self._allow(actor, "propose", request.service, lambda: self.policy.check_propose(actor))
         self.targets.check_env(request.service, request.env)
         self._allow(actor, "propose", request.service, lambda: self.policy.check_change(request))
+        self.backoff.guard()
         base = self.backend.base_head()
         with self.store.transaction() as session:
             holders = {
@@ -311,6 +317,7 @@ class Engine:
             return self._push(proposal, note=note), ""
         except TemporaryBackendError as e:
             log.warning("%s: temporary failure writing the branch, will retry: %s", proposal.id, e)
+            self.backoff.note(e, proposal.id)
             return proposal, (
                 f" (the branch is not written yet: {e}; opsgate retries it, and the proposal "
                 "can be approved once it is)"
@@ -435,6 +442,8 @@ class Engine:
             current.diff = _diff(files)
             current.files = {p: after for p, (_, after) in files.items()}
             current.knobs = knobs
+            current.base_sha = base
+            rebase.forget(session, current.id)  # rendered on the base just now
             if actor.name not in current.contributors:
                 current.contributors.append(actor.name)
             current.updated_at = now
@@ -474,6 +483,7 @@ class Engine:
             followed = self._follow_pull(before, force=True)
         except BackendError as e:  # the merge looks again before it acts
             log.warning("%s: could not read its pull request: %s", proposal_id, e)
+            self.backoff.note(e, proposal_id)
             followed = False
         if followed:
             moved = self.get(proposal_id)
@@ -629,10 +639,13 @@ class Engine:
         self.verifier.tick()  # applied changes: watch their SLOs, revert the degraded ones
 
     def _step(self, proposal: Proposal) -> bool:
+        if proposal.state in (State.OPEN, State.APPROVED) and self.backoff.holds(proposal.id):
+            return False  # rate-limited: the host is not asked before the time it gave
         try:
-            return self._advance(proposal)
+            moved = self._advance(proposal)
         except TemporaryBackendError as e:
             log.warning("%s: temporary failure, will retry: %s", proposal.id, e)
+            self.backoff.note(e, proposal.id)
             return False
         except BackendError as e:
             self._transition(
@@ -643,18 +656,23 @@ class Engine:
                 message=str(e),
             )
             return True
+        self.backoff.passed(proposal.id)
+        return moved
 
     def _advance(self, proposal: Proposal) -> bool:
         now = self.clock()
+        if proposal.pending_push and self.rebaser.resume(proposal):
+            return True  # a re-render on the new base the process did not finish
         if proposal.state == State.OPEN:
             if not proposal.head_sha or proposal.pending_push:
                 self._push(proposal)
                 return True
-            try:
-                if self._follow_pull(proposal):
+            try:  # outside changes to its pull request, then to its base branch
+                if self._follow_pull(proposal) or self.rebaser.check(proposal):
                     return True
             except BackendError as e:  # the next poll, or a webhook, tries again
-                log.warning("%s: could not read its pull request: %s", proposal.id, e)
+                log.warning("%s: could not read its pull request or base: %s", proposal.id, e)
+                self.backoff.note(e, proposal.id)
             approvals = proposal.current_approvals()
             if len(approvals) >= proposal.quorum:
                 # Quorum was stored but the process stopped before it moved on.
@@ -699,7 +717,7 @@ class Engine:
         held = self._held.get(proposal.id)
         if held is not None and self.clock() - held < self.poll_pulls_every:
             return False  # refused a moment ago: ask again at the poll's pace, not every tick
-        if self._follow_pull(proposal, force=True):
+        if self._follow_pull(proposal, force=True) or self.rebaser.check(proposal, force=True):
             return True
         if len(proposal.current_approvals()) < proposal.quorum:
             # New commits voided approvals, and the process stopped before reopening it.
@@ -788,6 +806,7 @@ class Engine:
         if login is None:
             log.warning("%s: %s has no GitHub login; no review recorded", proposal.id, approver)
             return
+        self.backoff.guard(proposal.id)
         self.backend.review(
             proposal.branch,
             approver_login=login,
@@ -820,6 +839,8 @@ class Engine:
         now = self.clock()
         last = self._polled.get(proposal.id)
         if not force and last is not None and now - last < self.poll_pulls_every:
+            return False
+        if self.backoff.holds(proposal.id):
             return False
         pull = self.backend.pull_state(proposal.branch)
         self._polled[proposal.id] = now
@@ -1031,10 +1052,13 @@ class Engine:
 
     def _close(self, proposal: Proposal, *, reason: str) -> None:
         """Close the branch, then clear the mark; a crash in between closes it on restart."""
+        if self.backoff.holds(proposal.id):
+            return
         try:
             self.backend.close(proposal_id=proposal.id, branch=proposal.branch, reason=reason)
         except BackendError as e:
             log.warning("%s: closing %s failed, will retry: %s", proposal.id, proposal.branch, e)
+            self.backoff.note(e, proposal.id)
             return
         with self.store.transaction() as session:
             row = session.get(db.ProposalRow, proposal.id)

@@ -11,6 +11,7 @@ ApprovalError                 root of everything this package raises
 ├── PartialDeliveryError      a notifier reached some destinations; it keeps the rest in order
 └── BackendError              a PR backend or deployer failed
     ├── TemporaryBackendError the same call may succeed later; `retry_after` in seconds
+    │   └── RateLimitedError  the host is rate-limiting opsgate; the engine waits it out
     ├── NotMergeableError     the host will not merge yet (conflict, checks, reviews); it waits
     └── SyncTimeoutError      ArgoCD did not reach the revision in time (approval_engine.argocd)
 """
@@ -72,6 +73,16 @@ class TemporaryBackendError(BackendError):
     def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimitedError(TemporaryBackendError):
+    """The host is rate-limiting opsgate: nothing more is asked of it for `retry_after` seconds.
+
+    `backend_wide` when every call has to wait (a limit on the token, like GitHub's primary
+    one), not only the work that was refused (a secondary limit on one kind of request)."""
+
+    host = "the PR host"
+    backend_wide = False
 
 
 class NotMergeableError(BackendError):

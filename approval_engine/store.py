@@ -147,6 +147,29 @@ class VerificationRow(Base):
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class RebaseRow(Base):
+    """A re-render on a moved base whose branch is being written (approval_engine.rebase):
+    what the proposal was, so that a restart finishes it the same way."""
+
+    __tablename__ = "rebases"
+    proposal_id: Mapped[str] = mapped_column(ForeignKey("proposals.id"), primary_key=True)
+    from_base: Mapped[str] = mapped_column(String(64))
+    from_head: Mapped[str] = mapped_column(String(64))
+    same: Mapped[bool] = mapped_column(Boolean)  # the change is the same: approvals carry over
+    what: Mapped[str] = mapped_column(Text)  # what changed, in words for chat
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BackoffRow(Base):
+    """Not before `until`: the PR host rate-limited a proposal's calls, or with key `*` all
+    calls (approval_engine.backoff)."""
+
+    __tablename__ = "backoffs"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    host: Mapped[str] = mapped_column(String(64))  # who limits: "GitHub"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -5,6 +5,8 @@ BackendError
 │   └── GitHubNotMergeableError  a merge refused (405, 409); also a NotMergeableError
 └── TemporaryBackendError
     └── GitHubTemporaryError  5xx, no answer (status 0), or a rate limit (403/429); `retry_after`
+        └── GitHubRateLimitError  a rate limit; also a RateLimitedError, `backend_wide` for
+                                  the primary limit (per token), not for a secondary one
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from approval_engine.errors import BackendError, NotMergeableError, TemporaryBackendError
+from approval_engine.errors import (
+    BackendError,
+    NotMergeableError,
+    RateLimitedError,
+    TemporaryBackendError,
+)
 from approval_engine.prs.base import Mergeability, PullState
 
 __all__ = [
     "PASSING",
     "GitHubError",
     "GitHubNotMergeableError",
+    "GitHubRateLimitError",
     "GitHubTemporaryError",
     "Mergeability",
     "PullState",
@@ -73,6 +81,18 @@ class GitHubTemporaryError(TemporaryBackendError):
         return self.status == 0 or self.status >= 500
 
 
+class GitHubRateLimitError(GitHubTemporaryError, RateLimitedError):
+    """GitHub's rate limit: the primary one (per token, `backend_wide`) or a secondary one."""
+
+    host = "GitHub"
+
+    def __init__(
+        self, message: str, *, status: int, reason: str, retry_after: float, backend_wide: bool
+    ) -> None:
+        super().__init__(message, status=status, reason=reason, retry_after=retry_after)
+        self.backend_wide = backend_wide
+
+
 def reason_of(data: object) -> str:
     """GitHub's `message`, with the `errors` list a 422 carries."""
     if not isinstance(data, Mapping):
@@ -121,11 +141,16 @@ def translate(
     reason = reason_of(data)
     wait = rate_limit_wait(status, headers, reason, now=now)
     if wait is not None:
-        return GitHubTemporaryError(
+        # The primary limit counts every call of the token; a secondary one, calls of a kind.
+        primary = _header(headers, "x-ratelimit-remaining") == "0" or (
+            "api rate limit exceeded" in reason.lower()
+        )
+        return GitHubRateLimitError(
             f"{what}: GitHub's rate limit is reached ({reason}); try again in {wait:.0f}s",
             status=status,
             reason=reason,
             retry_after=wait,
+            backend_wide=primary and "secondary" not in reason.lower(),
         )
     if status >= 500 or (status == 405 and "base branch was modified" in reason.lower()):
         hinted = _header(headers, "retry-after")

@@ -69,7 +69,11 @@ class PRBackend(Protocol):
         title: str,
         body: str,
     ) -> PullRequest:
-        """Make `branch` hold `files` (on top of base_sha, or of the branch when it exists)."""
+        """Make `branch` hold `files` (on top of base_sha, or of the branch when it exists).
+
+        A branch that does not contain base_sha (the base moved and the files were rendered
+        again on it) gets a merge of itself and base_sha holding base_sha's tree and `files`:
+        it merges cleanly again, without a force push."""
         ...
 
     def merge(self, *, proposal_id: str, branch: str, head_sha: str, title: str) -> str:

@@ -52,6 +52,7 @@ MergeMethod = Literal["squash", "merge", "rebase"]
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_RETRY = RetryPolicy()
 _TRAILER = "Opsgate-Proposal"
+_REBASE_TRAILER = "Opsgate-Rebase"
 _OWN_PULL_NOTE = (
     "\n\n_GitHub does not let the account that opened a pull request approve it; "
     "a separate review token lets opsgate record real approvals._"
@@ -189,13 +190,22 @@ class GitHubBackend:
         what = f"opening {branch}"
         ref = self._ref(branch)
         head = None if ref is None else ref.object.sha
-        parent = head or base_sha
-        changed = {p: text for p, text in files.items() if self._text(p, parent) != text}
-        if changed or head is None:
-            message = f"{title}\n\n{_TRAILER}: {proposal_id}\n"
-            commit = self._commit(parent, changed, message, what=what)
-            self._move(branch, ref, commit, what=what)
-            head = commit
+        if head is not None and not self.contains(head, base_sha):
+            # Re-rendered on a moved base: merge the base in, as GitHub's "Update branch" does.
+            message = (
+                f"Update {branch} with {self.base_branch} at {base_sha[:7]}\n\n"
+                f"{_REBASE_TRAILER}: {proposal_id}\n"
+            )
+            head = self._commit(base_sha, files, message, what=what, first=head)
+            self._move(branch, ref, head, what=what)
+        else:
+            parent = head or base_sha
+            changed = {p: text for p, text in files.items() if self._text(p, parent) != text}
+            if changed or head is None:
+                message = f"{title}\n\n{_TRAILER}: {proposal_id}\n"
+                commit = self._commit(parent, changed, message, what=what)
+                self._move(branch, ref, commit, what=what)
+                head = commit
         pull = self._open_pull(branch)
         if pull is None:
             pull = self._create_pull(branch, title=title, body=body, what=what)
@@ -404,7 +414,17 @@ class GitHubBackend:
 
         return self._call(f"reading {path} at {ref[:12]}", _absent(get))
 
-    def _commit(self, parent: str, files: Mapping[str, str], message: str, *, what: str) -> str:
+    def _commit(
+        self,
+        parent: str,
+        files: Mapping[str, str],
+        message: str,
+        *,
+        what: str,
+        first: str | None = None,
+    ) -> str:
+        """`files` written on `parent`'s tree; with `first`, a merge of `first` and `parent`."""
+
         def write() -> str:
             base = self._repo.get_git_commit(parent)
             tree = base.tree
@@ -414,7 +434,8 @@ class GitHubBackend:
                     for path, text in sorted(files.items())
                 ]
                 tree = self._repo.create_git_tree(elements, base_tree=base.tree)
-            return self._repo.create_git_commit(message, tree, [base]).sha
+            parents = [base] if first is None else [self._repo.get_git_commit(first), base]
+            return self._repo.create_git_commit(message, tree, parents).sha
 
         return self._call(what, write)
 

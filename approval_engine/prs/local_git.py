@@ -19,6 +19,7 @@ from approval_engine.prs.base import PullRequest
 
 _ZERO = "0" * 40
 _TRAILER = "Opsgate-Proposal"
+_REBASE_TRAILER = "Opsgate-Rebase"  # not the merge trailer: find_merge must not take it
 
 
 class GitError(BackendError):
@@ -94,11 +95,19 @@ class LocalGitBackend:
     ) -> PullRequest:
         ref = f"refs/heads/{branch}"
         head = self._rev(ref)
-        if head is not None and self._holds(head, files):
+        behind = head is not None and not self.contains(head, base_sha)
+        if head is not None and not behind and self._holds(head, files):
             return PullRequest(branch=branch, head_sha=head, url=self._url(branch))
-        parent = head or base_sha
-        message = f"{title}\n\n{body}\n\n{_TRAILER}: {proposal_id}\n"
-        commit = self._commit(parent=parent, files=files, message=message)
+        if head is not None and behind:
+            # Re-rendered on a moved base: merge the base in, as GitHub's "Update branch" does.
+            message = (
+                f"Update {branch} with {self.base_branch} at {base_sha[:7]}\n\n"
+                f"{_REBASE_TRAILER}: {proposal_id}\n"
+            )
+            commit = self._commit(parent=base_sha, files=files, message=message, first=head)
+        else:
+            message = f"{title}\n\n{body}\n\n{_TRAILER}: {proposal_id}\n"
+            commit = self._commit(parent=head or base_sha, files=files, message=message)
         self._move_ref(ref, new=commit, old=head or _ZERO)
         return PullRequest(branch=branch, head_sha=commit, url=self._url(branch))
 
@@ -159,7 +168,16 @@ class LocalGitBackend:
                 return False
         return True
 
-    def _commit(self, *, parent: str | None, files: Mapping[str, str], message: str) -> str:
+    def _commit(
+        self,
+        *,
+        parent: str | None,
+        files: Mapping[str, str],
+        message: str,
+        first: str | None = None,
+    ) -> str:
+        """`files` written on `parent`'s tree; with `first`, a merge whose parents are `first`
+        and then `parent`."""
         with tempfile.TemporaryDirectory(prefix="opsgate-index-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             if parent is not None:
@@ -176,8 +194,8 @@ class LocalGitBackend:
                 )
             tree = _git(self.path, "write-tree", env=env).strip()
         args = ["commit-tree", tree, "-m", message]
-        if parent is not None:
-            args[2:2] = ["-p", parent]
+        parents = [p for p in (first, parent) if p is not None]
+        args[2:2] = [arg for p in parents for arg in ("-p", p)]
         return _git(self.path, *args).strip()
 
     def _move_ref(self, ref: str, *, new: str, old: str) -> None:

@@ -323,31 +323,6 @@ def test_a_change_the_cluster_cannot_run_fails_with_the_reason_and_frees_the_kno
     assert open_proposal(node.engine, "search", "staging", ("min_replicas", 3)).id != proposal.id
 
 
-def test_a_branch_that_no_longer_merges_cleanly_fails_with_gits_reason(node: Node) -> None:
-    floor = open_proposal(node.engine, "checkout", "staging", ("min_replicas", 3))
-    # Someone merges an edit of the neighbouring line behind opsgate's back (the target lock
-    # keeps opsgate's own proposals apart): git sees the proposal as a conflict.
-    edited = node.git.read_file(CHECKOUT_STAGING).replace("maxReplicas: 6", "maxReplicas: 8")
-    outside = node.git.open(
-        proposal_id="outside-1",
-        branch="someone/ceiling",
-        base_sha=node.git.base_head(),
-        files={CHECKOUT_STAGING: edited},
-        title="ceiling",
-        body="",
-    )
-    node.git.merge(
-        proposal_id="outside-1", branch="someone/ceiling", head_sha=outside.head_sha, title="x"
-    )
-
-    node.engine.approve(floor.id, actor=BOB)
-
-    failed = node.engine.get(floor.id)
-    assert failed.state == State.FAILED
-    assert failed.message.startswith("opsgate/scale-1 no longer merges cleanly into main")
-    assert merge_commits(node.git.path, floor.id) == []
-
-
 def test_a_rollout_that_never_becomes_healthy_fails_after_the_sync_timeout(
     boot: Boot, clock: Clock
 ) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from approval_engine.errors import BackendError, TemporaryBackendError
+from approval_engine.errors import BackendError, RateLimitedError, TemporaryBackendError
 from approval_engine.prs.base import PRBackend, PullRequest
 from approval_engine.prs.github import GitHubBackend, Mergeability
 from tests.fakes.github_api import BOT_LOGIN, FakeGitHub
@@ -144,6 +144,28 @@ def test_a_changed_wish_commits_on_top_of_the_branch(
     assert pull.head_sha == second.head_sha
     [tree_write] = gh.calls_to("POST", "/git/trees$")[1:]
     assert [e["path"] for e in tree_write.body["tree"]] == [VALUES]  # only what differs
+
+
+def test_files_rendered_on_a_moved_base_merge_the_base_into_the_branch(
+    gh: FakeGitHub, backend: GitHubBackend
+) -> None:
+    first = open_pull(backend)
+    moved = SEED[VALUES].replace("replicaCount: 2", "replicaCount: 3")
+    main = gh.push(REPO, "main", {VALUES: moved, "README.md": "moved\n"})
+    rendered = {VALUES: moved.replace("minReplicas: 2", "minReplicas: 4")}
+
+    pull = open_pull(backend, rendered, base=main)
+    again = open_pull(backend, rendered, base=main)
+
+    repo = gh.repo(REPO)
+    commit = repo.commits[pull.head_sha]
+    assert commit.parents == (first.head_sha, main)  # a fast-forward of the branch: no force
+    assert "Opsgate-Rebase: burst-1" in commit.message
+    assert repo.file(VALUES, BRANCH) == rendered[VALUES]
+    assert repo.file("README.md", BRANCH) == "moved\n"  # main's tree, not the old branch's
+    assert again == pull  # safe to repeat
+    sha = merge(backend, pull.head_sha)
+    assert repo.file(VALUES, sha) == rendered[VALUES]
 
 
 def test_a_crash_between_branch_and_pull_resumes(gh: FakeGitHub, backend: GitHubBackend) -> None:
@@ -316,6 +338,9 @@ def test_a_rate_limit_with_reset_is_temporary_with_retry_after(
     assert "rate limit" in str(limited.value)
     assert sleeps == []  # not slept on here: the caller honours retry_after
     assert len(gh.calls) == 1
+    # The primary limit counts every call of the token: the engine pauses them all.
+    assert isinstance(limited.value, RateLimitedError)
+    assert (limited.value.host, limited.value.backend_wide) == ("GitHub", True)
 
 
 def test_429_with_retry_after_is_temporary(gh: FakeGitHub, backend: GitHubBackend) -> None:
@@ -325,6 +350,8 @@ def test_429_with_retry_after_is_temporary(gh: FakeGitHub, backend: GitHubBacken
         open_pull(backend)
 
     assert throttled.value.retry_after == 42
+    assert isinstance(throttled.value, RateLimitedError)
+    assert not throttled.value.backend_wide  # a secondary limit: only this work waits
 
 
 def test_a_secondary_limit_without_headers_waits_a_minute(
@@ -336,6 +363,7 @@ def test_a_secondary_limit_without_headers_waits_a_minute(
         backend.base_head()
 
     assert limited.value.retry_after == 60
+    assert isinstance(limited.value, RateLimitedError) and not limited.value.backend_wide
 
 
 def test_a_502_is_retried_with_backoff(

@@ -183,10 +183,14 @@ class World:
             if a.proposal_id == proposal_id
         ]
 
-    def ticks(self, until: Callable[[], bool], *, most: int = 20) -> None:
+    def ticks(
+        self, until: Callable[[], bool], *, most: int = 20, every: timedelta = timedelta(0)
+    ) -> None:
+        """Tick until `until()`; with `every`, the clock moves that much before each tick."""
         for _ in range(most):
             if until():
                 return
+            self.clock.advance(every)
             self.chat.runtime.gateway.tick()
         assert until(), "the ticks did not get there"
 
