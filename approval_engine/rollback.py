@@ -87,7 +87,30 @@ class Rollbacks:
             evidence=tuple(evidence),
             reverts=original.id,
         )
+        self._make_way(original, actor=actor)
         return engine.propose(request, actor=actor)
+
+    def _make_way(self, original: Proposal, *, actor: Actor) -> None:
+        """A revert is urgent: an open wish on the same target gives way to it.
+
+        One that is approved, or already merging or syncing, goes on; the revert then waits for
+        it (propose says so), since it may be what fixes the target.
+        """
+        target = f"{original.service}/{original.env}"
+        with self.engine.store.transaction() as session:
+            holder_id = db.lock_holder(session, target)
+            holder = db.load_proposal(session, holder_id) if holder_id else None
+        if holder is None or holder.state != State.OPEN or holder.reverts is not None:
+            return
+        self.engine._transition(
+            holder.id,
+            State.SUPERSEDED,
+            actor=actor.name,
+            text=f"{holder.id} withdrawn: the revert of {original.id} needs {target}; "
+            "propose it again once the revert is applied.",
+            detail={"by_revert_of": original.id},
+            close_reason=f"withdrawn for the revert of {original.id}",
+        )
 
     def _refuse(self, actor: Actor, proposal_id: str, reason: str) -> InvalidTransitionError:
         self.engine.audit_denial(

@@ -10,7 +10,6 @@ import pytest
 from approval_engine import audit
 from approval_engine.engine import Engine
 from approval_engine.model import Proposal, State
-from approval_engine.verify import RETRY_EVERY
 from tests.approval_engine._support import (
     ALICE,
     BOB,
@@ -290,7 +289,7 @@ def test_no_meter_means_nothing_is_watched(node: Node, clock: Clock) -> None:
     assert node.engine.verifier.get(proposal.id) is None
 
 
-def test_a_revert_held_back_by_a_lock_waits_and_opens_once_the_lock_is_free(
+def test_an_open_wish_on_the_target_gives_way_to_the_revert(
     node: Node, clock: Clock, chat: Recorder
 ) -> None:
     engine = watching(node, FakeMeter(after={"error_ratio": 0.3}))
@@ -303,22 +302,12 @@ def test_a_revert_held_back_by_a_lock_waits_and_opens_once_the_lock_is_free(
     engine.reconcile()
 
     assert status(engine, proposal.id) == "degraded"
-    engine.deliver(chat)
-    assert chat.sent[-1].kind == "revert_waits"
-    assert chat.sent[-1].text.startswith(
-        f"The revert of {proposal.id} waits: {holder.id} holds checkout/staging (open, "
-        "proposed by dave"
-    )
-
-    engine.reject(holder.id, actor=DAVE)
-    engine.reconcile()  # within a minute of the last try: it waits
-    assert engine.proposals() == []
-    clock.advance(RETRY_EVERY)
-    engine.reconcile()
-
+    assert engine.get(holder.id).state.value == "superseded"
     [revert] = engine.proposals()
     assert revert.reverts == proposal.id
     found = engine.verifier.get(proposal.id)
     assert found is not None and found.revert_id == revert.id
     engine.deliver(chat)
+    withdrawn = [a.text for a in chat.sent if a.proposal_id == holder.id][-1]
+    assert withdrawn.startswith(f"{holder.id} withdrawn: the revert of {proposal.id} needs")
     chat.assert_each_once()
