@@ -331,6 +331,18 @@ class AlertStore:
                 query = query.limit(limit)
             return [to_stored(row) for row in session.scalars(query)]
 
+    def latest(self, fingerprint: str) -> StoredAlert | None:
+        """The newest stored alert with this fingerprint, firing or resolved."""
+        with self.transaction() as session:
+            query = (
+                select(AlertRow)
+                .where(AlertRow.fingerprint == fingerprint)
+                .order_by(AlertRow.id.desc())
+                .limit(1)
+            )
+            row = session.scalars(query).first()
+            return to_stored(row) if row is not None else None
+
     def count(self) -> int:
         with self.transaction() as session:
             return int(session.scalar(select(func.count()).select_from(AlertRow)) or 0)

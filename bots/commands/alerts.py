@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from approval_engine import audit
 from approval_engine.config import format_duration, parse_duration
 from approval_engine.engine import utc_now
+from bots.alert_tables import StoredAlert
 from bots.alertmanager_api import Alert, AlertmanagerClient, Matcher, Silence
 from bots.errors import CommandError, UsageError
 from bots.router import Context, Router
@@ -98,14 +99,26 @@ def _unknown_alert(name: str, alerts: Sequence[Alert]) -> CommandError:
 
 
 def _what_to_silence(
-    target: str, rest: list[str], alerts: Sequence[Alert]
+    target: str,
+    rest: list[str],
+    alerts: Sequence[Alert],
+    stored: Callable[[str], StoredAlert | None],
 ) -> tuple[list[Matcher], list[Alert], str, list[str]]:
-    """The matchers, the alerts they match now, a description, and the comment's words."""
+    """The matchers, the alerts they match now, a description, and the comment's words.
+
+    A fingerprint Alertmanager no longer lists (the alert resolved after its message was
+    posted, and someone pressed Silence on it) is silenced by the labels opsgate stored.
+    """
     by_fingerprint = [a for a in alerts if a.fingerprint == target.lower()]
     if by_fingerprint:
         alert = by_fingerprint[0]
         matchers = [Matcher(k, v) for k, v in sorted(alert.labels.items())]
         return matchers, by_fingerprint, f"{alert.name} on {where(alert.labels)}", rest
+    known = stored(target.lower())
+    if known is not None:
+        matchers = [Matcher(k, v) for k, v in sorted(known.labels.items())]
+        name = known.labels.get("alertname", target)
+        return matchers, [], f"{name} on {where(known.labels)} (not firing now)", rest
     named = [a for a in alerts if a.name == target]
     if not named:
         raise _unknown_alert(target, alerts)
@@ -121,6 +134,10 @@ def _what_to_silence(
     matchers = [Matcher("alertname", target), *narrow]
     described = f"{target} ({', '.join(map(str, narrow))})" if narrow else f"every {target}"
     return matchers, matched, described, rest
+
+
+def _nothing(_fingerprint: str) -> None:
+    return None
 
 
 def _find_silence(client: AlertmanagerClient, wanted: str) -> Silence:
@@ -203,8 +220,9 @@ def install(router: Router) -> None:
             )
         duration = _duration(ctx.args[1])
         client = _client(ctx)
+        store = ctx.services.alerts
         matchers, matched, described, words = _what_to_silence(
-            ctx.args[0], ctx.args[2:], client.alerts()
+            ctx.args[0], ctx.args[2:], client.alerts(), store.latest if store else _nothing
         )
         actor, engine = ctx.actor, ctx.services.engine
         comment = " ".join(words)

@@ -235,3 +235,24 @@ def test_alertmanager_down_says_so_and_how_to_fix_it(tmp_path: Path) -> None:
         assert audited(chat, "silenced") == []
     finally:
         chat.close()
+
+
+def test_silence_pressed_after_the_alert_resolved_uses_the_stored_labels(
+    chat: FakeChat, alertmanager: AlertmanagerServer
+) -> None:
+    from bots.alert_payload import WebhookPayload
+    from bots.alert_store import AlertStore
+    from tests.bots.alert_support import alert, payload
+
+    store = AlertStore(chat.runtime.store.engine)
+    gone = alert("PodCrashLooping", service="search", severity="ticket", pod="search-7")
+    store.ingest(WebhookPayload.model_validate(payload([gone])), at=chat.runtime.engine.clock())
+    chat.runtime.services.alerts = store
+
+    said = chat.say(f"/silence {gone['fingerprint']} 1h", as_="alice")
+
+    assert not said.error, said.text
+    assert "PodCrashLooping on search/prod (not firing now)" in said.text
+    (silence,) = silences(alertmanager)
+    assert {m["name"]: m["value"] for m in silence["matchers"]} == gone["labels"]
+    store.close()
