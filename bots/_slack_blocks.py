@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from bots import render
 from bots.render import render_table
 from bots.types import Button, Reply
 
@@ -30,11 +31,7 @@ class SlackMessage:
 
 
 def one_message(reply: Reply) -> Reply:
-    """A card that fits one message, so that it can be edited: a long diff is left to /diff."""
-    if reply.card is None or len(render_blocks(reply)) == 1:
-        return reply
-    note = f"The diff is too long for this card: /diff {reply.card} shows it."
-    return replace(reply, code="", footer=(*reply.footer, note))
+    return render.one_message(reply, render=render_blocks)
 
 
 def escape(text: str) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
+from bots import render
 from bots.render import render_table
 from bots.types import Reply
 
@@ -16,11 +16,7 @@ MAX_ANSWER = 200  # answerCallbackQuery text
 
 
 def one_message(reply: Reply) -> Reply:
-    """A card that fits one message, so that it can be edited: a long diff is left to /diff."""
-    if reply.card is None or len(render_html(reply)) <= 1:
-        return reply
-    note = f"The diff is too long for this card: /diff {reply.card} shows it."
-    return replace(reply, code="", footer=(*reply.footer, note))
+    return render.one_message(reply, render=render_html)
 
 
 def render_html(reply: Reply) -> list[str]:

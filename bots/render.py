@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sized
+from dataclasses import replace
+
 from bots.types import Reply, Table
 
 
@@ -32,3 +35,12 @@ def render_text(reply: Reply) -> str:
         parts.append(f"(graph: {len(reply.image_png)} bytes of PNG)")
     parts.extend(reply.footer)
     return "\n".join(parts)
+
+
+def one_message(reply: Reply, *, render: Callable[[Reply], Sized]) -> Reply:
+    """A card that `render` fits in one message, so that it can be edited: a long diff is
+    left to /diff. Other replies are returned as they are."""
+    if reply.card is None or len(render(reply)) <= 1:
+        return reply
+    note = f"The diff is too long for this card: /diff {reply.card} shows it."
+    return replace(reply, code="", footer=(*reply.footer, note))

@@ -44,9 +44,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes._loopback import Loopback
 
 __all__ = [
     "DEGRADED",
@@ -204,7 +205,7 @@ class _ApiError(Exception):
         self.message = message
 
 
-class FakeArgoCD:
+class FakeArgoCD(Loopback):
     """argocd-server's REST API for a handful of apps, served on 127.0.0.1 until `stop()`."""
 
     def __init__(self, *, token: str = "argocd-fake-token-0123456789abcdef") -> None:
@@ -217,34 +218,9 @@ class FakeArgoCD:
         self._faults: deque[tuple[int, str | None]] = deque()
         self._lock = threading.RLock()
         self._history_ids = itertools.count(1)
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._serve(_Server(self))
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeArgoCD:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- seeding and test controls -----------------------------------------------------------
 

@@ -37,9 +37,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from tests.fakes._loopback import Loopback
 
 __all__ = [
     "BOT_LOGIN",
@@ -375,7 +376,7 @@ _Handler = Callable[[_Req, Repo], tuple[int, Any]]
 _R = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 
 
-class FakeGitHub:
+class FakeGitHub(Loopback):
     """GitHub's REST API for a few repositories, served on 127.0.0.1 until `stop()`."""
 
     def __init__(
@@ -437,41 +438,14 @@ class FakeGitHub:
                 ("DELETE", r"/issues/(?P<number>\d+)/labels/(?P<name>.+)", self._remove_label),
             ]
         ]
-        self._server = _Server(self)
-        # A short poll interval keeps stop() quick: shutdown() waits for the loop to look.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._serve(_Server(self))
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The web root, where `html_url`s point (github.com's place)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def api_url(self) -> str:
         """The REST API root to give PyGithub as `base_url`, GitHub Enterprise style."""
         return f"{self.url}{PREFIX}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeGitHub:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- seeding and outside changes ---------------------------------------------------------
 

@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal, Protocol, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.fakes._loopback import Loopback
 
 __all__ = [
     "ALICE",
@@ -362,7 +363,7 @@ class _Fault:
 _Handler = Callable[[_Identity, JSON], JSON]
 
 
-class FakeSlack:
+class FakeSlack(Loopback):
     """Slack's Web API for one workspace, served on 127.0.0.1 until `stop()`."""
 
     def __init__(
@@ -414,39 +415,13 @@ class FakeSlack:
         self.add_user("bob", id=BOB, real_name="Bob Builder")
         self.add_channel("general", id=GENERAL)
         self.add_channel("ops", id=OPS)
-        self._server = _Server(self)
-        # A short poll interval keeps stop() quick: shutdown() waits for the loop to look.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._serve(_Server(self))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    @property
     def api_url(self) -> str:
         return f"{self.url}/api/"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeSlack:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- seeding -----------------------------------------------------------------------------
 
